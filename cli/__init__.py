@@ -1,0 +1,5 @@
+"""The `corpusforge` command line: build, list, show, verify and export releases."""
+
+from corpusforge.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,160 @@
+"""The `corpusforge` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import random
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from corpusforge.generators import store
+from corpusforge.generators.pipeline import (
+    BuildParams,
+    RunInfo,
+    generate_shard,
+    load_plan,
+    plan_release,
+)
+from corpusforge.generators.publish import publish_release
+
+log = logging.getLogger("corpusforge.cli")
+
+
+def _progress(total: int):
+    """Return a progress bar on a terminal, and None elsewhere (plain log lines then)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="shard", file=sys.stderr)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from corpusforge.data_contracts import validate_staging
+
+    now = dt.datetime.now(dt.UTC)
+    params = BuildParams(
+        dataset=args.dataset,
+        release=args.release or f"manual-{now:%Y%m%dT%H%M%S}",
+        seed=args.seed,
+        output_root=args.output_root,
+        sources=args.sources,
+        limit=args.limit,
+        shard_size=args.shard_size,
+        options=dict(args.option),
+    )
+    staging = plan_release(params, RunInfo(run_id=None, started_at=now.isoformat()))
+    num_shards = len(load_plan(staging)["shards"])
+    order = list(range(num_shards))
+    if args.shard_order == "reverse":
+        order.reverse()
+    elif args.shard_order == "shuffled":
+        random.Random().shuffle(order)
+
+    bar = _progress(num_shards)
+    rows = 0
+    if args.workers <= 1:
+        for done, index in enumerate(order, start=1):
+            rows += generate_shard(staging, index)["rows"]
+            _report(bar, done, num_shards, rows)
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            futures = [pool.submit(generate_shard, staging, index) for index in order]
+            for done, future in enumerate(as_completed(futures), start=1):
+                rows += future.result()["rows"]
+                _report(bar, done, num_shards, rows)
+    if bar is not None:
+        bar.close()
+
+    validate_staging(staging)
+    published = publish_release(staging)
+    print(json.dumps(published.to_json(), indent=2))
+    return 0
+
+
+def _report(bar, done: int, total: int, rows: int) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(rows=rows)
+    else:
+        log.info("generated shard %d of %d (%d rows so far)", done, total, rows)
+
+
+def run_releases(args: argparse.Namespace) -> int:
+    releases = store.list_releases(args.output_root, args.dataset)
+    if not releases:
+        print(f"no releases of {args.dataset} under {args.output_root}")
+        return 0
+    print(f"{'release':<32} {'rows':>10}  {'ordered at':<26} fingerprint")
+    for info in releases:
+        mark = "  (LATEST)" if info.latest else ""
+        print(
+            f"{info.release:<32} {info.num_rows:>10}  {info.ordered_at:<26} "
+            f"{info.content_fingerprint[:16]}{mark}"
+        )
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    path = store.release_dir(args.output_root, args.dataset, args.release)
+    manifest = store.load_manifest(path)
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    print(f"{manifest['dataset']} release {manifest['release']} at {path.resolve()}")
+    for config, splits in sorted(manifest["splits"].items()):
+        for split, rows in sorted(splits.items()):
+            print(f"  {config}/{split}: {rows} rows")
+    quarantine = manifest["quarantine"]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in quarantine["by_reason"].items())
+    print(f"  quarantined: {quarantine['total']}" + (f" ({reasons})" if reasons else ""))
+    if args.brief:
+        return 0
+    print(f"  seed {manifest['seed']}, reference date {manifest['reference_date']}")
+    print(f"  content fingerprint {manifest['content_fingerprint']}")
+    print(f"  schema {manifest['schema']['version']}, contract {manifest['contract']['version']}")
+    print(f"  created {manifest['created_at']}, code {manifest['code_revision']}")
+    for source in manifest["sources"]:
+        print(f"  source {source['format']}:{source['name']} sha256 {source['sha256'][:16]}")
+    summary_path = path / "validation" / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        print(f"  contract results: {'passed' if summary.get('success') else 'FAILED'}")
+        for rule in summary.get("rules", []):
+            status = "ok" if rule.get("passed") else f"FAILED ({rule.get('failed_rows')} rows)"
+            print(f"    {rule.get('rule')}: {status}")
+    for shard in manifest["shards"]:
+        print(f"  {shard['path']}: {shard['rows']} rows, {shard['bytes']} bytes")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    path = store.release_dir(args.output_root, args.dataset, args.release)
+    problems = store.verify_release(path)
+    manifest = store.load_manifest(path)
+    if problems:
+        for problem in problems:
+            print(f"FAILED {problem}")
+        print(f"{len(problems)} problem(s) in {args.dataset} release {manifest['release']}")
+        return 1
+    print(f"OK {len(manifest['shards'])} shards of {args.dataset} release {manifest['release']}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from corpusforge.generators.errors import ConfigError
+
+    if args.dataset != "stephint":
+        raise ConfigError(
+            f"--format {args.format} exports the stephint dataset, not {args.dataset}"
+        )
+    from corpusforge.generators.stephint.verl import export_verl
+
+    path = store.release_dir(args.output_root, args.dataset, args.release)
+    result = export_verl(Path(path), args.out, include_answer_hints=args.include_answer_hints)
+    print(json.dumps(result, indent=2, default=str))
+    return 0

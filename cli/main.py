@@ -1,0 +1,112 @@
+"""Entry point of the `corpusforge` program. It runs the same library code as the DAGs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from corpusforge.generators.errors import CorpusforgeError
+
+log = logging.getLogger("corpusforge.cli")
+
+DEFAULT_OUTPUT_ROOT = os.environ.get("CORPUSFORGE_OUTPUT_ROOT", "published")
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"invalid option {text!r}: expected key=value")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corpusforge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_root(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--output-root",
+            default=DEFAULT_OUTPUT_ROOT,
+            help="folder of the releases (default: $CORPUSFORGE_OUTPUT_ROOT or ./published)",
+        )
+
+    build = commands.add_parser("build", help="build and publish a dataset without a scheduler")
+    build.add_argument("dataset")
+    build.add_argument("--release", help="release key (default: manual-<UTC time>)")
+    build.add_argument("--seed", type=int, help="random seed (default: derived from the release)")
+    build.add_argument(
+        "--source",
+        action="append",
+        dest="sources",
+        help="source as 'format:path?key=value'; repeat for several (default: embedded input)",
+    )
+    build.add_argument("--limit", type=int, help="records to read per source")
+    build.add_argument("--shard-size", type=int, default=1000, help="source records per shard")
+    build.add_argument(
+        "--option", action="append", type=_option, default=[], help="dataset option key=value"
+    )
+    build.add_argument("--workers", type=int, default=1, help="processes that generate shards")
+    build.add_argument(
+        "--shard-order",
+        choices=["sequential", "reverse", "shuffled"],
+        default="sequential",
+        help="order in which shards run; the output does not depend on it",
+    )
+    add_root(build)
+
+    releases = commands.add_parser("releases", help="list a dataset's releases")
+    releases.add_argument("dataset")
+    add_root(releases)
+
+    show = commands.add_parser("show", help="summarize one release (default: LATEST)")
+    show.add_argument("dataset")
+    show.add_argument("release", nargs="?")
+    show.add_argument("--brief", action="store_true", help="print one line per split")
+    show.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_root(show)
+
+    verify = commands.add_parser("verify", help="recompute a release's checksums")
+    verify.add_argument("dataset")
+    verify.add_argument("release", nargs="?")
+    add_root(verify)
+
+    export = commands.add_parser("export", help="write a release in another layout")
+    export.add_argument("dataset")
+    export.add_argument("release", nargs="?")
+    export.add_argument("--format", required=True, choices=["verl"])
+    export.add_argument("--out", required=True, type=Path, help="output folder")
+    export.add_argument(
+        "--include-answer-hints",
+        action="store_true",
+        help="keep hint levels whose text already states the reference answer",
+    )
+    add_root(export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from corpusforge.cli import commands
+
+    handler = getattr(commands, f"run_{args.command}")
+    try:
+        return handler(args)
+    except CorpusforgeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the previous release is unchanged", file=sys.stderr)
+        return 130

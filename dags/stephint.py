@@ -1,0 +1,43 @@
+"""
+### StepHint
+
+Verified reasoning chains split into steps by adaptive partitioning, with
+multi-level hints (level k = the first k steps) for RL with verifiable rewards.
+
+Tasks: `plan` resolves the sources and splits them into shards; `generate` runs
+once per shard; `validate` checks every shard and the whole release against
+the data contract; `publish` makes the release visible atomically and updates
+the `corpusforge_stephint` Asset.
+
+With no `sources`, the run uses the embedded synthetic math word problems.
+"""
+
+from airflow.sdk import Param
+
+from _factory import dataset_dag
+
+stephint_dag = dataset_dag(
+    "stephint",
+    __doc__,
+    {
+        "scorer": Param(
+            "heuristic",
+            type="string",
+            enum=["heuristic"],
+            description="Boundary scorer for adaptive partitioning.",
+        ),
+        "min_step_chars": Param(
+            80,
+            type="integer",
+            minimum=1,
+            description="Minimum distance between two step boundaries, in characters.",
+        ),
+        "max_steps": Param(
+            12,
+            type="integer",
+            minimum=1,
+            maximum=256,
+            description="Maximum number of steps per chain.",
+        ),
+    },
+)

@@ -1,0 +1,154 @@
+"""Write a release's dataset card: Hugging Face YAML front matter, then the description."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corpusforge.generators.base import DatasetBuilder
+from corpusforge.schemas import get_schema
+
+
+def _card_feature(name: str, feature: dict[str, Any]) -> dict[str, Any]:
+    """Translate one `datasets` features entry into the card's `dataset_info` form."""
+    entry: dict[str, Any] = {"name": name}
+    entry.update(_card_type(feature))
+    return entry
+
+
+def _card_type(feature: dict[str, Any]) -> dict[str, Any]:
+    kind = feature.get("_type")
+    if kind == "Value":
+        return {"dtype": feature["dtype"]}
+    if kind == "Image":
+        return {"dtype": "image"}
+    if kind == "List":
+        inner = feature["feature"]
+        inner_type = _card_type(inner)
+        return {"list": inner_type.get("dtype", inner_type.get("struct", inner_type))}
+    return {"struct": [_card_feature(key, value) for key, value in feature.items()]}
+
+
+def _features(dataset: str, config: str) -> list[dict[str, Any]]:
+    metadata = get_schema(dataset, config).metadata[b"huggingface"]
+    features = json.loads(metadata)["info"]["features"]
+    return [_card_feature(name, feature) for name, feature in features.items()]
+
+
+def front_matter(manifest: dict[str, Any], builder: DatasetBuilder) -> dict[str, Any]:
+    configs = []
+    infos = []
+    for config, splits in sorted(manifest["splits"].items()):
+        configs.append(
+            {
+                "config_name": config,
+                "data_files": [
+                    {"split": split, "path": f"data/{config}/{split}-*.parquet"}
+                    for split in sorted(splits)
+                ],
+            }
+        )
+        shard_bytes: dict[str, int] = {}
+        for shard in manifest["shards"]:
+            if shard["config"] == config:
+                shard_bytes[shard["split"]] = shard_bytes.get(shard["split"], 0) + shard["bytes"]
+        infos.append(
+            {
+                "config_name": config,
+                "features": _features(manifest["dataset"], config),
+                "splits": [
+                    {"name": split, "num_examples": rows, "num_bytes": shard_bytes[split]}
+                    for split, rows in sorted(splits.items())
+                ],
+            }
+        )
+    return {
+        "license": builder.license,
+        "pretty_name": builder.pretty_name,
+        "tags": ["synthetic", *builder.tags],
+        "configs": configs,
+        "dataset_info": infos,
+    }
+
+
+def _loading_snippet(manifest: dict[str, Any]) -> str:
+    config = sorted(manifest["splits"])[0] if manifest["splits"] else "default"
+    return (
+        "```python\n"
+        "from datasets import load_dataset\n\n"
+        f'ds = load_dataset("path/to/{manifest["dataset"]}/{manifest["release"]}", "{config}")\n\n'
+        "import duckdb\n"
+        f"duckdb.sql(\"SELECT count(*) FROM 'data/{config}/*.parquet'\")\n"
+        "```\n"
+    )
+
+
+def render_card(manifest: dict[str, Any], builder: DatasetBuilder) -> str:
+    header = yaml.safe_dump(front_matter(manifest, builder), sort_keys=False, allow_unicode=True)
+    lines = [f"---\n{header}---\n", f"# {builder.pretty_name}: release {manifest['release']}\n"]
+    lines.append(builder.description.strip() + "\n")
+
+    warnings = []
+    for source in manifest["sources"]:
+        attribution = builder.source_license(source["format"])
+        if attribution and attribution.contamination_warning:
+            warnings.append(f"- `{source['name']}`: {attribution.contamination_warning}")
+    if warnings:
+        lines.append("> **Contamination warning.** Some sources are public benchmark test data:\n>")
+        lines.extend(f"> {warning}" for warning in warnings)
+        lines.append("")
+
+    lines.append("## Loading\n")
+    lines.append(_loading_snippet(manifest))
+
+    lines.append("## Statistics\n")
+    lines.append("| config | split | rows |\n|---|---|---|")
+    for config, splits in sorted(manifest["splits"].items()):
+        for split, rows in sorted(splits.items()):
+            lines.append(f"| {config} | {split} | {rows} |")
+    for empty in manifest["empty_splits"]:
+        lines.append(f"| {empty['config']} | {empty['split']} | 0 (left out of the configs) |")
+    quarantine = manifest["quarantine"]
+    lines.append(f"\nQuarantined source records: {quarantine['total']}")
+    for reason, count in quarantine["by_reason"].items():
+        lines.append(f"- `{reason}`: {count}")
+    lines.append("\nThe records are in `quarantine/`, one JSON object per line with its reason.\n")
+
+    lines.append("## How this release was generated\n")
+    lines.append(f"- generator: corpusforge {manifest['generator_version']}")
+    lines.append(f"- seed: {manifest['seed']}, reference date: {manifest['reference_date']}")
+    lines.append(f"- content fingerprint: `{manifest['content_fingerprint']}`")
+    lines.append("- parameters:\n")
+    lines.append(
+        "```json\n" + json.dumps(manifest["parameters"], indent=2, sort_keys=True) + "\n```\n"
+    )
+    lines.append("### Sources\n")
+    lines.append("| source | format | sha256 | license | attribution |\n|---|---|---|---|---|")
+    for source in manifest["sources"]:
+        attribution = builder.source_license(source["format"])
+        license_name = attribution.license if attribution else "see the source"
+        credit = (
+            (attribution.name + (f" ({attribution.url})" if attribution.url else ""))
+            if attribution
+            else ""
+        )
+        lines.append(
+            f"| `{source['name']}` | {source['format']} | `{source['sha256'][:16]}` | "
+            f"{license_name} | {credit} |"
+        )
+
+    lines.append("\n## Citations\n")
+    citations = [builder.method_citation] if builder.method_citation else []
+    for source in manifest["sources"]:
+        attribution = builder.source_license(source["format"])
+        if attribution and attribution.citation and attribution.citation not in citations:
+            citations.append(attribution.citation)
+    lines.append("```bibtex\n" + "\n\n".join(c.strip() for c in citations) + "\n```\n")
+    return "\n".join(lines)
+
+
+def write_card(release_dir: Path, manifest: dict[str, Any], builder: DatasetBuilder) -> None:
+    (release_dir / "README.md").write_text(render_card(manifest, builder), encoding="utf-8")

@@ -1,0 +1,240 @@
+"""StepHint builder: verified reasoning chains with multi-level hints.
+
+Shards are record ranges within one split, in the order the sources are given.
+The planner reads every source once, so structural problems stop the run
+before any shard starts, and duplicate ids are known to every shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from corpusforge.generators.base import (
+    DatasetBuilder,
+    PlanContext,
+    Rejected,
+    ResolvedSource,
+    ShardContext,
+    ShardTask,
+    SourceLicense,
+)
+from corpusforge.generators.errors import ConfigError
+from corpusforge.generators.seeding import stable_id
+from corpusforge.generators.sources import SourceSpec, resolve_path, sha256_of_path
+from corpusforge.generators.stephint import partition, records, sources, synthetic
+
+CONFIG = "chains"
+SCORERS = ("heuristic",)
+DEFAULT_SYNTHETIC_COUNT = 1000
+STYLES = {"gsm8k": "gsm8k", "math": "math", "longcot": "longcot", "synthetic_math": "math"}
+
+_CITATION_STEPHINT = """@article{stephint2025,
+  title   = {StepHint: Multi-level Stepwise Hints Enhance Reinforcement Learning to Reason},
+  journal = {arXiv preprint arXiv:2507.02841},
+  year    = {2025}
+}"""
+
+_LICENSES = {
+    "gsm8k": SourceLicense(
+        name="GSM8K (OpenAI)",
+        license="MIT",
+        url="https://github.com/openai/grade-school-math",
+        citation="""@article{cobbe2021gsm8k,
+  title   = {Training Verifiers to Solve Math Word Problems},
+  author  = {Cobbe, Karl and Kosaraju, Vineet and Bavarian, Mohammad and others},
+  journal = {arXiv preprint arXiv:2110.14168},
+  year    = {2021}
+}""",
+        contamination_warning="GSM8K is a public benchmark; records from its test split "
+        "must not be used to train a model that is later evaluated on GSM8K.",
+    ),
+    "math": SourceLicense(
+        name="MATH (Hendrycks et al.), MATH-500 subset",
+        license="MIT",
+        url="https://github.com/hendrycks/math",
+        citation="""@article{hendrycks2021math,
+  title   = {Measuring Mathematical Problem Solving With the MATH Dataset},
+  author  = {Hendrycks, Dan and Burns, Collin and Kadavath, Saurav and others},
+  journal = {arXiv preprint arXiv:2103.03874},
+  year    = {2021}
+}""",
+        contamination_warning="MATH-500 is drawn from the MATH test split; do not train on it "
+        "and then evaluate on MATH or MATH-500.",
+    ),
+    "longcot": SourceLicense(
+        name="Long reasoning traces (NovaSky Sky-T1 family)",
+        license="Apache-2.0",
+        url="https://github.com/NovaSky-AI/SkyThought",
+        citation="""@misc{sky_t1_2025,
+  title  = {Sky-T1: Train your own O1 preview model within \\$450},
+  author = {{NovaSky Team}},
+  year   = {2025},
+  url    = {https://novasky-ai.github.io/posts/sky-t1}
+}""",
+        contamination_warning="these traces solve MATH-500 problems, which come from the "
+        "MATH test split.",
+    ),
+    "synthetic_math": SourceLicense(
+        name="corpusforge synthetic math word problems",
+        license="Apache-2.0",
+    ),
+}
+
+
+def _default_split(fmt: str, name: str) -> str:
+    lowered = name.lower()
+    if fmt == "synthetic_math":
+        return "train"
+    for split in ("test", "validation", "train"):
+        if re.search(rf"(^|[^a-z]){split}([^a-z]|$)", lowered):
+            return split
+    return "train"
+
+
+class StepHintBuilder(DatasetBuilder):
+    name = "stephint"
+    pretty_name = "StepHint reasoning chains"
+    formats = sources.FORMATS
+    tags = ("math", "reasoning", "reinforcement-learning")
+    license = "other"
+    method_citation = _CITATION_STEPHINT
+    description = """
+Verified reasoning chains split into steps by adaptive partitioning, with
+multi-level hints for reinforcement learning with verifiable rewards, after
+StepHint (arXiv 2507.02841). Config `chains` has one row per chain.
+
+- `chain`: the solution text a model would produce (calculator annotations
+  removed, thinking markers normalized); the original text is in `source_text`.
+- `steps`: the chain split at sentence and paragraph ends where the
+  end-of-reasoning score drops; the steps concatenate exactly to `chain`, and
+  `step_offsets` gives each step's character offsets.
+- `hints`: level k is the first k steps. The final step, which holds the final
+  answer, is never part of a hint; `answer_in_hint` flags a hint whose text
+  already states the reference answer. A chain with one step has no hints.
+- `verified`: the chain's final answer matched `reference_answer` under
+  math-verify; chains that did not match are in `quarantine/`.
+
+The license of each release follows its sources (table below).
+"""
+
+    def default_sources(self) -> list[str]:
+        return [f"synthetic_math:?count={DEFAULT_SYNTHETIC_COUNT}"]
+
+    def default_options(self) -> dict[str, Any]:
+        return {
+            "scorer": "heuristic",
+            "min_step_chars": partition.DEFAULT_MIN_STEP_CHARS,
+            "max_steps": partition.DEFAULT_MAX_STEPS,
+        }
+
+    def source_license(self, fmt: str) -> SourceLicense | None:
+        return _LICENSES.get(fmt)
+
+    def resolve_source(self, fmt: str, path: str, options: dict[str, str]) -> tuple[str, str, str]:
+        if fmt == "synthetic_math":
+            version = f"corpusforge.stephint.synthetic_math {synthetic.GENERATOR_VERSION}"
+            return "", "synthetic_math", hashlib.sha256(version.encode()).hexdigest()
+        resolved = resolve_path(
+            SourceSpec(text=f"{fmt}:{path}", format=fmt, path=path, options=options)
+        )
+        if resolved.is_dir():
+            raise ConfigError(f"source {fmt}:{path} is a folder; {fmt} sources are single files")
+        return str(resolved), resolved.name, sha256_of_path(resolved)
+
+    def _raw_records(self, source: ResolvedSource, seed: int) -> Iterator[sources.RawRecord]:
+        options = dict(source.options)
+        if source.format == "synthetic_math":
+            options.setdefault("count", str(DEFAULT_SYNTHETIC_COUNT))
+            options["seed"] = str(seed)
+        return sources.iter_raw_records(source.format, source.path, options)
+
+    def plan(self, ctx: PlanContext) -> list[ShardTask]:
+        if ctx.options.get("scorer") not in SCORERS:
+            raise ConfigError(
+                f"unknown scorer {ctx.options.get('scorer')!r}; available: {', '.join(SCORERS)}"
+            )
+        ranges: dict[str, list[dict[str, Any]]] = {}
+        for number, source in enumerate(ctx.sources):
+            split = source.options.get("split") or _default_split(source.format, source.name)
+            seen: set[str] = set()
+            duplicates: list[int] = []
+            count = 0
+            for ordinal, raw in enumerate(self._raw_records(source, ctx.seed)):
+                if ctx.limit is not None and ordinal >= ctx.limit:
+                    break
+                if raw.source_id in seen:
+                    duplicates.append(ordinal)
+                seen.add(raw.source_id)
+                count += 1
+            ranges.setdefault(split, []).append(
+                {"source": number, "count": count, "duplicates": duplicates}
+            )
+
+        shards: list[ShardTask] = []
+        for split in sorted(ranges):
+            units: list[dict[str, Any]] = []
+            room = ctx.shard_size
+            for entry in ranges[split]:
+                start = 0
+                while start < entry["count"]:
+                    stop = min(entry["count"], start + room)
+                    dups = [d for d in entry["duplicates"] if start <= d < stop]
+                    units.append(
+                        {
+                            "source": entry["source"],
+                            "start": start,
+                            "stop": stop,
+                            "duplicates": dups,
+                        }
+                    )
+                    room -= stop - start
+                    start = stop
+                    if room == 0:
+                        shards.append(ShardTask(len(shards), CONFIG, split, units))
+                        units, room = [], ctx.shard_size
+            if units:
+                shards.append(ShardTask(len(shards), CONFIG, split, units))
+            if not any(entry["count"] for entry in ranges[split]):
+                # Keep one empty shard so the split is reported as empty in the card.
+                shards.append(ShardTask(len(shards), CONFIG, split, []))
+        return shards
+
+    def generate(self, ctx: ShardContext) -> Iterator[dict[str, Any] | Rejected]:
+        scorer = partition.HeuristicScorer()
+        for unit in ctx.shard.units:
+            source = ctx.sources[unit["source"]]
+            duplicates = set(unit["duplicates"])
+            style = source.options.get("style", STYLES.get(source.format, "math"))
+            for ordinal, raw in enumerate(self._raw_records(source, ctx.seed)):
+                if ordinal < unit["start"]:
+                    continue
+                if ordinal >= unit["stop"]:
+                    break
+                if ordinal in duplicates:
+                    yield Rejected(
+                        reason="duplicate_id",
+                        source=source.format,
+                        source_id=raw.source_id,
+                        line=raw.line,
+                        detail=f"id {raw.source_id!r} appeared earlier in {source.name}",
+                        record=raw.fields,
+                    )
+                    continue
+                example = sources.to_example(source.format, raw, source.options)
+                if isinstance(example, Rejected):
+                    yield example
+                    continue
+                yield records.make_row(
+                    example,
+                    fmt=source.format,
+                    style=style,
+                    source_file=source.name,
+                    source_split=ctx.shard.split,
+                    record_id=stable_id("stephint", source.format, source.name, raw.source_id),
+                    scorer=scorer,
+                    min_step_chars=int(ctx.options["min_step_chars"]),
+                    max_steps=int(ctx.options["max_steps"]),
+                )
