@@ -8,6 +8,7 @@ carries paths and counts only.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from typing import Any
@@ -96,8 +97,8 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
         render_template_as_native_obj=False,
     )
     def build():
-        @task(multiple_outputs=True)
-        def plan() -> dict[str, Any]:
+        @task
+        def plan() -> list[dict[str, Any]]:
             from corpusforge.generators.pipeline import BuildParams, RunInfo, plan_release
 
             context = get_current_context()
@@ -126,14 +127,11 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
                 staging = plan_release(build_params, run)
             except Exception as error:
                 raise _permanent(error) from error
-            import json
-
             num_shards = len(json.loads((staging / "plan.json").read_text())["shards"])
-            return {
-                "staging": str(staging),
-                "shards": list(range(num_shards)),
-                "num_shards": num_shards,
-            }
+            return [
+                {"staging": str(staging), "index": index, "num_shards": num_shards}
+                for index in range(num_shards)
+            ]
 
         @task(map_index_template="{{ shard_label }}")
         def generate(staging: str, num_shards: int, index: int) -> dict[str, Any]:
@@ -147,14 +145,16 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
             return {"index": index, "rows": stats["rows"], "quarantined": stats["quarantined"]}
 
         @task
-        def validate(staging: str) -> dict[str, Any]:
+        def validate(shards: list[dict[str, Any]]) -> str:
             from corpusforge.data_contracts import validate_staging
 
+            staging = shards[0]["staging"]
             try:
-                report = validate_staging(staging)
+                validate_staging(staging)
             except Exception as error:
                 raise _permanent(error) from error
-            return {"success": report.success, "staging": staging}
+            log.info("staged release %s passed its contract", staging)
+            return staging
 
         @task(outlets=[asset])
         def publish(staging: str) -> dict[str, Any]:
@@ -177,11 +177,9 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
             return event
 
         planned = plan()
-        generated = generate.partial(
-            staging=planned["staging"], num_shards=planned["num_shards"]
-        ).expand(index=planned["shards"])
-        validated = validate(planned["staging"])
+        generated = generate.expand_kwargs(planned)
+        validated = validate(planned)
         generated >> validated
-        validated >> publish(planned["staging"])
+        publish(validated)
 
     return build()

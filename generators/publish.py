@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,22 +27,13 @@ from typing import Any
 from corpusforge.generators import layout
 from corpusforge.generators.card import write_card
 from corpusforge.generators.errors import PublishError, ValidationFailed
+from corpusforge.generators.faults import crash_point
 from corpusforge.generators.manifest import build_manifest
 from corpusforge.generators.pipeline import _write_json, load_plan
 from corpusforge.generators.registry import get_builder
 from corpusforge.generators.shard_writer import file_sha256
 
 log = logging.getLogger(__name__)
-
-# Test hook: CORPUSFORGE_KILL_AT=<step> kills this process with SIGKILL at that
-# step, so tests can prove that a kill between steps leaves no partial release.
-KILL_ENV = "CORPUSFORGE_KILL_AT"
-
-
-def _checkpoint(step: str) -> None:
-    if os.environ.get(KILL_ENV) == step:
-        log.warning("%s=%s: killing this process for a crash test", KILL_ENV, step)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -181,7 +171,7 @@ def publish_release(staging: str | Path) -> PublishedRelease:
 
     with publish_lock(dataset_dir):
         shards = _final_shards(staging, plan)
-        _checkpoint("before_move_parts")
+        crash_point("before_move_parts")
         _move_parts(staging, shards)
         quarantined: dict[str, int] = {}
         for task in plan["shards"]:
@@ -197,16 +187,16 @@ def publish_release(staging: str | Path) -> PublishedRelease:
         write_card(staging, manifest, get_builder(dataset))
         _write_json(staging / "manifest.json", manifest)
         shutil.rmtree(staging / "parts")
-        _checkpoint("before_rename_staging")
+        crash_point("before_rename_staging")
 
         releases_dir = dataset_dir / layout.RELEASES_DIR
         releases_dir.mkdir(exist_ok=True)
         target = releases_dir / plan["attempt"]
         os.rename(staging, target)
-        _checkpoint("before_switch")
+        crash_point("before_switch")
 
         previous = _switch_link(dataset_dir, release, target)
-        _checkpoint("before_latest")
+        crash_point("before_latest")
 
         latest = read_latest(dataset_dir)
         order = plan["run"]["ordered_at"]

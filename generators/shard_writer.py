@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from corpusforge.generators import layout
 from corpusforge.generators.base import Rejected, ShardContext
+from corpusforge.generators.faults import crash_point
 from corpusforge.schemas import get_schema
 
 # A row group is flushed at this many rows or this many bytes of Arrow data,
@@ -90,6 +91,7 @@ def write_shard(
         if writer is None:
             writer = pq.ParquetWriter(tmp_part, schema, compression=COMPRESSION)
         writer.write_table(table, row_group_size=len(batch))
+        crash_point("mid_shard")
         batch = []
         batch_bytes = 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from corpusforge.generators.base import (
@@ -135,21 +136,36 @@ The license of each release follows its sources (table below).
 
     def resolve_source(self, fmt: str, path: str, options: dict[str, str]) -> tuple[str, str, str]:
         if fmt == "synthetic_math":
-            version = f"corpusforge.stephint.synthetic_math {synthetic.GENERATOR_VERSION}"
-            return "", "synthetic_math", hashlib.sha256(version.encode()).hexdigest()
-        resolved = resolve_path(
-            SourceSpec(text=f"{fmt}:{path}", format=fmt, path=path, options=options)
-        )
+            # The generator's own code is the source: its sha256 changes when the problems do.
+            code = Path(synthetic.__file__).read_bytes()
+            return "", "synthetic_math", hashlib.sha256(code).hexdigest()
+        spec = SourceSpec(text=f"{fmt}:{path}", format=fmt, path=path, options=options)
+        resolved = resolve_path(spec)
         if resolved.is_dir():
             raise ConfigError(f"source {fmt}:{path} is a folder; {fmt} sources are single files")
         return str(resolved), resolved.name, sha256_of_path(resolved)
 
-    def _raw_records(self, source: ResolvedSource, seed: int) -> Iterator[sources.RawRecord]:
-        options = dict(source.options)
+    def _synthetic_count(self, source: ResolvedSource, limit: int | None) -> int:
+        count = int(source.options.get("count") or DEFAULT_SYNTHETIC_COUNT)
+        if count < 1:
+            raise ConfigError(f"option count must be at least 1 in source {source.spec!r}")
+        return min(count, limit) if limit is not None else count
+
+    def _raw_records(
+        self, source: ResolvedSource, seed: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, sources.RawRecord]]:
+        """Yield (ordinal, record) for the source's records start .. stop - 1."""
         if source.format == "synthetic_math":
-            options.setdefault("count", str(DEFAULT_SYNTHETIC_COUNT))
-            options["seed"] = str(seed)
-        return sources.iter_raw_records(source.format, source.path, options)
+            # Each synthetic record has its own stream, so a shard draws only its range.
+            for index, fields in synthetic.iter_synthetic_problems(seed, stop or 0, start):
+                yield index, sources.RawRecord(index + 1, fields["unique_id"], fields)
+            return
+        records = sources.iter_raw_records(source.format, source.path, dict(source.options))
+        for ordinal, raw in enumerate(records):
+            if stop is not None and ordinal >= stop:
+                return
+            if ordinal >= start:
+                yield ordinal, raw
 
     def plan(self, ctx: PlanContext) -> list[ShardTask]:
         if ctx.options.get("scorer") not in SCORERS:
@@ -162,13 +178,14 @@ The license of each release follows its sources (table below).
             seen: set[str] = set()
             duplicates: list[int] = []
             count = 0
-            for ordinal, raw in enumerate(self._raw_records(source, ctx.seed)):
-                if ctx.limit is not None and ordinal >= ctx.limit:
-                    break
-                if raw.source_id in seen:
-                    duplicates.append(ordinal)
-                seen.add(raw.source_id)
-                count += 1
+            if source.format == "synthetic_math":
+                count = self._synthetic_count(source, ctx.limit)
+            else:
+                for ordinal, raw in self._raw_records(source, ctx.seed, 0, ctx.limit):
+                    if raw.source_id in seen:
+                        duplicates.append(ordinal)
+                    seen.add(raw.source_id)
+                    count = ordinal + 1
             ranges.setdefault(split, []).append(
                 {"source": number, "count": count, "duplicates": duplicates}
             )
@@ -208,11 +225,8 @@ The license of each release follows its sources (table below).
             source = ctx.sources[unit["source"]]
             duplicates = set(unit["duplicates"])
             style = source.options.get("style", STYLES.get(source.format, "math"))
-            for ordinal, raw in enumerate(self._raw_records(source, ctx.seed)):
-                if ordinal < unit["start"]:
-                    continue
-                if ordinal >= unit["stop"]:
-                    break
+            raw_records = self._raw_records(source, ctx.seed, unit["start"], unit["stop"])
+            for ordinal, raw in raw_records:
                 if ordinal in duplicates:
                     yield Rejected(
                         reason="duplicate_id",
