@@ -14,6 +14,8 @@ With no `sources`, the run uses the embedded synthetic math word problems.
 
 from airflow.sdk import Param
 
+# The defaults repeat the partitioner's constants, because importing it would
+# slow down parsing; a test checks that they agree.
 from _factory import dataset_dag
 
 stephint_dag = dataset_dag(
@@ -27,13 +29,13 @@ stephint_dag = dataset_dag(
             description="Boundary scorer for adaptive partitioning.",
         ),
         "min_step_chars": Param(
-            80,
+            30,
             type="integer",
             minimum=1,
             description="Minimum distance between two step boundaries, in characters.",
         ),
         "max_steps": Param(
-            12,
+            10,
             type="integer",
             minimum=1,
             maximum=256,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.pop("CORPUSFORGE_OUTPUT_ROOT", None)
+# Airflow puts the DAG bundle's folder on sys.path when it parses DAG files, which
+# lets them import their shared `_factory` module; the tests do the same.
+sys.path.insert(0, str(REPO_ROOT / "dags"))
 
 
 def in_ci() -> bool:
@@ -54,7 +58,6 @@ def reasoning_dir() -> Path:
 def airflow_db() -> Path:
     """Migrate a SQLite metadata database in the test Airflow home, once per session."""
     import subprocess
-    import sys
 
     airflow = Path(sys.executable).parent / "airflow"
     result = subprocess.run(

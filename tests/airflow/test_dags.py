@@ -1,0 +1,111 @@
+"""Every DAG imports cleanly and runs end to end through real Airflow (`dag.test()`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from corpusforge.generators import store
+
+pytestmark = pytest.mark.airflow
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+EXPECTED_DAGS = {"stephint"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED_DAGS
+
+
+def test_dag_shape(dagbag):
+    for dag_id in EXPECTED_DAGS:
+        dag = dagbag.dags[dag_id]
+        assert [task.task_id for task in dag.topological_sort()] == [
+            "plan",
+            "generate",
+            "validate",
+            "publish",
+        ]
+        assert dag.catchup is False
+        for name in ("release", "seed", "output_root", "sources", "limit", "shard_size"):
+            assert name in dag.params, f"{dag_id} lacks the shared parameter {name}"
+            assert dag.params.get_param(name).description
+
+
+def test_stephint_param_defaults_match_builder(dagbag):
+    from corpusforge.generators.registry import get_builder
+
+    params = dagbag.dags["stephint"].params
+    for name, value in get_builder("stephint").default_options().items():
+        assert params[name] == value, name
+
+
+def _run(dag, tmp_path: Path, logical_date, **conf):
+    from airflow.utils.state import DagRunState
+
+    conf = {"output_root": str(tmp_path), **conf}
+    dag_run = dag.test(logical_date=logical_date, run_conf=conf)
+    assert dag_run.state == DagRunState.SUCCESS
+    return dag_run
+
+
+def test_stephint_manual_run_without_logical_date(dagbag, airflow_db, tmp_path: Path):
+    dag = dagbag.dags["stephint"]
+    dag_run = _run(dag, tmp_path, None, sources=["synthetic_math:?count=40"], shard_size=15, seed=3)
+    releases = store.list_releases(tmp_path, "stephint")
+    assert len(releases) == 1
+    assert releases[0].release.startswith("manual")
+    manifest = store.load_manifest(releases[0].path)
+    assert manifest["num_rows"] == 40
+    assert len(manifest["shards"]) == 3
+    assert manifest["run"]["run_id"] == dag_run.run_id
+    assert manifest["run"]["logical_date"] is None
+
+
+def test_stephint_scheduled_run_keys_release_by_date(dagbag, airflow_db, tmp_path: Path):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    dag = dagbag.dags["stephint"]
+    logical_date = dt.datetime(2025, 2, 3, tzinfo=dt.UTC)
+    _run(dag, tmp_path, logical_date, sources=["synthetic_math:?count=20"])
+    release = tmp_path / "stephint" / "2025-02-03"
+    manifest = json.loads((release / "manifest.json").read_text())
+    assert manifest["reference_date"] == "2025-02-03"
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .filter(AssetEvent.source_dag_id == "stephint")
+            .order_by(AssetEvent.id.desc())
+            .all()
+        )
+    extras = [event.extra for event in events if event.extra.get("path") == str(release)]
+    assert extras, "publish emitted no Asset event for this release"
+    assert extras[0]["content_fingerprint"] == manifest["content_fingerprint"]
+    assert extras[0]["rows"] == {"chains": {"train": 20}}
+
+
+def test_bad_source_fails_run_without_release(dagbag, airflow_db, tmp_path: Path):
+    from airflow.utils.state import DagRunState
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1+1?", "answer": "#### 2"}\n{not json\n')
+    dag = dagbag.dags["stephint"]
+    dag_run = dag.test(
+        logical_date=None,
+        run_conf={"output_root": str(tmp_path / "out"), "sources": [f"gsm8k:{bad}"]},
+    )
+    assert dag_run.state == DagRunState.FAILED
+    assert store.list_releases(tmp_path / "out", "stephint") == []
