@@ -14,6 +14,7 @@ from corpusforge.generators.stephint.answers import (
     METHOD_STRING_MATCH,
     AnswerExtraction,
     clean_answer,
+    clear_verify_cache,
     extract_final_answer,
     verify,
 )
@@ -194,6 +195,8 @@ def test_verify_power_tower_skips_sympy():
 
 
 def test_verify_in_worker_thread():
+    # A cached verdict would skip math-verify, which is what this test exercises.
+    clear_verify_cache()
     results = []
     errors = []
 
@@ -211,8 +214,28 @@ def test_verify_in_worker_thread():
     assert results[0].verified
 
 
+def test_verify_cache_reuses_verdict(monkeypatch):
+    from corpusforge.generators.stephint import answers
+
+    clear_verify_cache()
+    first = verify("\\frac{3}{4}", "0.75")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("math-verify parse ran for a cached verdict")
+
+    monkeypatch.setattr(answers, "parse", fail)
+    second = verify("\\frac{3}{4}", "0.75")
+
+    assert first.verified
+    assert second == first
+    clear_verify_cache()
+    with pytest.raises(AssertionError, match="cached verdict"):
+        verify("\\frac{3}{4}", "0.75")
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
 def test_verify_keeps_outer_alarm_timer():
+    clear_verify_cache()
     previous = signal.signal(signal.SIGALRM, lambda signum, frame: None)
     signal.setitimer(signal.ITIMER_REAL, 300)
     try:

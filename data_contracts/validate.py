@@ -1,0 +1,239 @@
+"""Validate a staged release against its data contract before it is published.
+
+For every planned shard with a part file, `validate_staging` checks the shard
+json against the file, the Arrow schema against `corpusforge.schemas`, runs the
+Great Expectations suite compiled from the contract and the custom row rules.
+Then it streams the needed columns of every shard through the release rules.
+Results go to `<staging>/validation/`: `summary.json` and one
+`gx-shard-00000.json` per checked shard.
+
+A release whose shards all have 0 rows passes with 0 rows: there are no rows
+that could break a rule, and the manifest checks still run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from corpusforge.data_contracts.arrow_types import arrow_type_name, schema_differences
+from corpusforge.data_contracts.contract import load_contract
+from corpusforge.data_contracts.gx_suite import build_suite, record_gx_failures, run_suite
+from corpusforge.data_contracts.model import Contract, ContractError
+from corpusforge.data_contracts.release_rules import RELEASE_RULES
+from corpusforge.data_contracts.report import MAX_EXAMPLES, RuleResult, ValidationReport
+from corpusforge.data_contracts.rules import ROW_RULES
+from corpusforge.data_contracts.staging import (
+    MANIFEST_DESCRIPTION,
+    MANIFEST_RULE,
+    Shard,
+    check_shard_manifest,
+    check_unplanned_files,
+    read_plan,
+)
+from corpusforge.generators.errors import ConfigError, ValidationFailed
+from corpusforge.schemas import get_schema
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_RULE = "arrow_schema"
+SCHEMA_DESCRIPTION = (
+    "Each part file has the Arrow schema of corpusforge.schemas: column names, order, "
+    "types and nullability."
+)
+# Rows per record batch when release rules stream a part file.
+RELEASE_BATCH_ROWS = 65_536
+
+
+class _Run:
+    """State of one validation: the contract, compiled suites and results of every rule."""
+
+    def __init__(self, staging: str | Path) -> None:
+        self.staging = Path(staging)
+        self.plan = read_plan(self.staging)
+        self.contract = load_contract(self.plan["dataset"])
+        _check_contract_matches_schemas(self.contract)
+        self.out_dir = self.staging / "validation"
+        self.out_dir.mkdir(exist_ok=True)
+        self.suites = {
+            name: build_suite(self.contract.name, table)
+            for name, table in self.contract.tables.items()
+        }
+        self.rules: dict[str, RuleResult] = {
+            MANIFEST_RULE: RuleResult(MANIFEST_RULE, "manifest", MANIFEST_DESCRIPTION),
+            SCHEMA_RULE: RuleResult(SCHEMA_RULE, "schema", SCHEMA_DESCRIPTION),
+        }
+        for name, table in self.contract.tables.items():
+            for expectation in self.suites[name].expectations:
+                rule = expectation.meta["rule"]
+                kwargs = expectation.configuration.kwargs.items()
+                call = f"{type(expectation).__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs)})"
+                self.rules[rule] = RuleResult(rule, "gx", call)
+            for rule in table.row_rules:
+                self.rules[rule.name] = RuleResult(rule.name, "row", rule.description)
+            for rule in table.release_rules:
+                self.rules[rule.name] = RuleResult(rule.name, "release", rule.description)
+
+    def shard_rules(self, config: str) -> list[RuleResult]:
+        """Return the GX and row rules that run on each part file of `config`."""
+        names = [e.meta["rule"] for e in self.suites[config].expectations]
+        names += [rule.name for rule in self.contract.tables[config].row_rules]
+        return [self.rules[name] for name in names]
+
+    def check_shard(self, planned: dict[str, Any]) -> Shard:
+        shard = check_shard_manifest(self.staging, planned, self.rules[MANIFEST_RULE])
+        if shard.path is None:
+            shard.skip_reason = "no rows" if shard.rows == 0 else "shard json and files disagree"
+            return shard
+        if shard.config not in self.contract.tables:
+            known = ", ".join(sorted(self.contract.tables))
+            problem = f"config {shard.config!r} is not in the contract; it has: {known}"
+            self.rules[MANIFEST_RULE].record(shard.label, None, problem, rows=0)
+            shard.skip_reason = problem
+            return shard
+
+        expected = get_schema(self.contract.name, shard.config)
+        differences = schema_differences(expected, pq.read_schema(shard.path))
+        for position, difference in enumerate(differences):
+            rows = shard.rows if position == 0 else 0
+            self.rules[SCHEMA_RULE].record(shard.label, None, difference, rows=rows)
+        if differences:
+            shard.skip_reason = "Arrow schema differs from corpusforge.schemas"
+            for rule in self.shard_rules(shard.config):
+                rule.skip(shard.label, shard.skip_reason)
+            return shard
+
+        self.check_rows(shard)
+        shard.checked = True
+        return shard
+
+    def check_rows(self, shard: Shard) -> None:
+        """Run the GX suite and the row rules on one part file whose schema matches."""
+        table = pq.read_table(shard.path)
+        table_contract = self.contract.tables[shard.config]
+        suite_result = run_suite(self.suites[shard.config], table, table_contract.record_id)
+        gx_path = self.out_dir / f"gx-shard-{shard.index:05d}.json"
+        _write_json(gx_path, suite_result)
+        record_gx_failures(
+            suite_result, shard.label, shard.rows, table_contract.record_id, self.rules
+        )
+
+        record_ids = table.column(table_contract.record_id) if table_contract.record_id else None
+        for rule in table_contract.row_rules:
+            row_rule = ROW_RULES[self.contract.name][rule.implementation]
+            result = self.rules[rule.name]
+            failing = row_rule.check(table.select(list(row_rule.columns)))
+            for index in failing[:MAX_EXAMPLES]:
+                record_id = record_ids[index].as_py() if record_ids is not None else f"row {index}"
+                result.record(shard.label, record_id, row_rule.example(table, index))
+            result.add_failed_rows(shard.label, len(failing) - len(failing[:MAX_EXAMPLES]))
+
+    def check_release(self, shards: list[Shard]) -> None:
+        """Stream the columns release rules need from every checked shard, one batch at a time."""
+        for config, table in self.contract.tables.items():
+            checks = [
+                RELEASE_RULES[self.contract.name][rule.implementation](self.rules[rule.name])
+                for rule in table.release_rules
+            ]
+            columns = sorted({column for check in checks for column in check.columns})
+            for shard in shards:
+                if shard.config != config or shard.path is None:
+                    continue
+                if not shard.checked:
+                    for rule in table.release_rules:
+                        self.rules[rule.name].skip(shard.label, shard.skip_reason)
+                    continue
+                part_file = pq.ParquetFile(shard.path)
+                for batch in part_file.iter_batches(RELEASE_BATCH_ROWS, columns=columns):
+                    for check in checks:
+                        check.add(batch, shard.label, shard.split)
+
+
+def validate_staging(staging: str | Path) -> ValidationReport:
+    """Validate every shard of a staged release and the release as a whole.
+
+    Writes `validation/summary.json` in both cases, then raises ValidationFailed
+    with a readable summary of every failed rule, or returns the report.
+    ContractError means the contract itself is broken, not the data.
+    """
+    run = _Run(staging)
+    planned = run.plan["shards"]
+    shards = []
+    for position, entry in enumerate(planned, start=1):
+        logger.info("Validating shard %d of %d (index %s)", position, len(planned), entry["index"])
+        shards.append(run.check_shard(entry))
+    check_unplanned_files(run.staging, planned, run.rules[MANIFEST_RULE])
+    run.check_release(shards)
+
+    report = ValidationReport(
+        dataset=run.contract.name,
+        release=str(run.plan.get("release", "")),
+        contract_id=run.contract.id,
+        contract_version=run.contract.version,
+        contract_api_version=run.contract.api_version,
+        rows=sum(shard.rows for shard in shards),
+        shards=[shard.summary() for shard in shards],
+        rules=run.rules,
+        summary_path=str(run.out_dir / "summary.json"),
+    )
+    _write_json(Path(report.summary_path), report.to_json())
+    if report.rows == 0:
+        logger.warning("Release %s of %s has no rows", report.release, report.dataset)
+    if not report.success:
+        failed = ", ".join(rule.name for rule in report.failed_rules)
+        logger.error("Release %s failed rules: %s", report.release, failed)
+        raise ValidationFailed(report.failure_message())
+    logger.info(
+        "Release %s passed %d rules on %d rows", report.release, len(run.rules), report.rows
+    )
+    return report
+
+
+def validate_shard(staging: str | Path, index: int) -> dict[str, Any]:
+    """Validate one shard without the release rules and return its results.
+
+    Writes `validation/gx-shard-<index>.json` when the shard has a part file.
+    Failed rules do not raise: check the returned `success`.
+    """
+    run = _Run(staging)
+    entries = [entry for entry in run.plan["shards"] if entry["index"] == index]
+    if not entries:
+        known = sorted(entry["index"] for entry in run.plan["shards"])
+        raise ConfigError(f"plan.json has no shard with index {index}; indexes: {known}")
+    shard = run.check_shard(entries[0])
+    names = [MANIFEST_RULE, SCHEMA_RULE] + [r.name for r in run.shard_rules(shard.config)]
+    rules = {name: run.rules[name].to_json() for name in names if name in run.rules}
+    success = all(rule["passed"] for rule in rules.values())
+    return {**shard.summary(), "success": success, "rules": rules}
+
+
+def _check_contract_matches_schemas(contract: Contract) -> None:
+    """Raise ContractError when a contract table and its Arrow schema disagree."""
+    for config, table in contract.tables.items():
+        try:
+            schema = get_schema(contract.name, config)
+        except KeyError as error:
+            raise ContractError(f"{contract.path}: {error.args[0]}") from error
+        names = [column.name for column in table.columns]
+        if names != schema.names:
+            raise ContractError(
+                f"{contract.path}: schema object {config} has columns {names}; "
+                f"corpusforge.schemas has {schema.names}"
+            )
+        for column, field in zip(table.columns, schema, strict=True):
+            arrow_type = arrow_type_name(field.type)
+            if column.physical_type != arrow_type or column.required == field.nullable:
+                raise ContractError(
+                    f"{contract.path}: property {column.name} has physicalType "
+                    f"{column.physical_type!r} and required {column.required}; "
+                    f"corpusforge.schemas has {arrow_type!r} and nullable {field.nullable}"
+                )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    path.write_text(text + "\n", encoding="utf-8")
