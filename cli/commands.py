@@ -105,7 +105,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
-    print(f"{manifest['dataset']} release {manifest['release']} at {path.resolve()}")
+    print(f"{manifest['dataset']} release {manifest['release']} at {path.absolute()}")
     for config, splits in sorted(manifest["splits"].items()):
         for split, rows in sorted(splits.items()):
             print(f"  {config}/{split}: {rows} rows")
@@ -124,9 +124,11 @@ def run_show(args: argparse.Namespace) -> int:
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         print(f"  contract results: {'passed' if summary.get('success') else 'FAILED'}")
-        for rule in summary.get("rules", []):
-            status = "ok" if rule.get("passed") else f"FAILED ({rule.get('failed_rows')} rows)"
-            print(f"    {rule.get('rule')}: {status}")
+        rules = summary.get("rules", {})
+        failed = {name: rule for name, rule in rules.items() if not rule.get("passed")}
+        print(f"    {len(rules) - len(failed)} of {len(rules)} rules passed")
+        for name, rule in failed.items():
+            print(f"    {name}: FAILED on {rule.get('failed_rows')} rows")
     for shard in manifest["shards"]:
         print(f"  {shard['path']}: {shard['rows']} rows, {shard['bytes']} bytes")
     return 0

@@ -127,8 +127,9 @@ def build_manifest(
         "parameters": plan["parameters"],
         "schema": {"version": SCHEMAS[dataset][0], "fingerprint": schema_fingerprint(dataset)},
         "contract": {
-            "id": validation.get("contract_id"),
-            "version": validation.get("contract_version"),
+            "id": validation["contract"]["id"],
+            "version": validation["contract"]["version"],
+            "odcs_api_version": validation["contract"].get("apiVersion"),
         },
         "sources": [
             {key: source[key] for key in ("spec", "format", "name", "options", "sha256", "path")}

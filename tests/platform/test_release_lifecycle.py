@@ -150,3 +150,35 @@ def test_existing_plain_folder_is_not_overwritten(tmp_path: Path):
     with pytest.raises(PublishError, match="not a release link"):
         publish_release(staging)
     assert (tmp_path / "stephint" / "r1" / "keep.txt").read_text() == "user data"
+
+
+def test_contract_violation_blocks_publish(tmp_path: Path):
+    """A staged shard that breaks a row rule fails validation, and r1 stays as it was."""
+    import pyarrow as pa
+
+    from corpusforge.generators.shard_writer import file_sha256
+    from corpusforge.schemas import get_schema
+
+    build(tmp_path, "r1", seed=1)
+    before = store.load_manifest(tmp_path / "stephint" / "r1")["content_fingerprint"]
+
+    staging = stage(tmp_path, "r1", seed=2)
+    part = staging / "parts" / "shard-00000.parquet"
+    rows = pq.read_table(part).to_pylist()
+    rows[3]["steps"] = [*rows[3]["steps"][:-1], "a different ending"]
+    pq.write_table(pa.Table.from_pylist(rows, schema=get_schema("stephint", "chains")), part)
+    stats_path = staging / "parts" / "shard-00000.json"
+    stats = json.loads(stats_path.read_text())
+    stats.update(bytes=part.stat().st_size, sha256=file_sha256(part))
+    stats_path.write_text(json.dumps(stats))
+
+    with pytest.raises(ValidationFailed) as failure:
+        validate_staging(staging)
+    message = str(failure.value)
+    assert "steps" in message
+    assert rows[3]["id"] in message
+    with pytest.raises(ValidationFailed):
+        publish_release(staging)
+    assert store.load_manifest(tmp_path / "stephint" / "r1")["content_fingerprint"] == before
+    summary = json.loads((staging / "validation" / "summary.json").read_text())
+    assert summary["success"] is False
