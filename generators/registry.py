@@ -9,6 +9,8 @@ from corpusforge.generators.errors import ConfigError
 
 _BUILDERS = {
     "stephint": "corpusforge.generators.stephint.builder:StepHintBuilder",
+    "mllmu_med": "corpusforge.generators.mllmu_med.builder:MllmuMedBuilder",
+    "med_mim": "corpusforge.generators.med_mim.builder:MedMimBuilder",
 }
 
 

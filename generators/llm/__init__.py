@@ -1,0 +1,1 @@
+"""Language-model backends shared by every generator: offline and OpenAI-compatible."""

@@ -1,0 +1,1 @@
+"""Med-MIM: medical multi-image question-answer pairs for four abilities."""

@@ -1,0 +1,1 @@
+"""MLLMU-Med: private-record and factual-error injections for unlearning evaluation."""
