@@ -1,5 +1,10 @@
-"""The `corpusforge` command line: build, list, show, verify and export releases."""
+"""corpusforge: build, validate and publish research datasets as Parquet releases.
 
-from corpusforge.cli.main import main
+The root package holds the `corpusforge` command line (`corpusforge.main`) and
+the reader API; the libraries are `corpusforge.generators`,
+`corpusforge.schemas` and `corpusforge.data_contracts`.
+"""
 
-__all__ = ["main"]
+from corpusforge.generators import __version__
+
+__all__ = ["__version__"]

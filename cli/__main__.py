@@ -1,3 +1,3 @@
-from corpusforge.cli.main import main
+from corpusforge.main import main
 
 raise SystemExit(main())

@@ -21,7 +21,7 @@ from corpusforge.generators.pipeline import (
 )
 from corpusforge.generators.publish import publish_release
 
-log = logging.getLogger("corpusforge.cli")
+log = logging.getLogger("corpusforge.main")
 
 
 def _progress(total: int):
@@ -89,11 +89,11 @@ def run_releases(args: argparse.Namespace) -> int:
     if not releases:
         print(f"no releases of {args.dataset} under {args.output_root}")
         return 0
-    print(f"{'release':<32} {'rows':>10}  {'ordered at':<26} fingerprint")
+    print(f"{'release':<32} {'rows':>10}  {'ordered at':<32} fingerprint")
     for info in releases:
         mark = "  (LATEST)" if info.latest else ""
         print(
-            f"{info.release:<32} {info.num_rows:>10}  {info.ordered_at:<26} "
+            f"{info.release:<32} {info.num_rows:>10}  {info.ordered_at:<32} "
             f"{info.content_fingerprint[:16]}{mark}"
         )
     return 0

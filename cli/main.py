@@ -11,7 +11,7 @@ from pathlib import Path
 
 from corpusforge.generators.errors import CorpusforgeError
 
-log = logging.getLogger("corpusforge.cli")
+log = logging.getLogger("corpusforge.main")
 
 DEFAULT_OUTPUT_ROOT = os.environ.get("CORPUSFORGE_OUTPUT_ROOT", "published")
 
@@ -27,7 +27,10 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corpusforge", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="corpusforge",
+        description="Build, list, show, verify and export corpusforge dataset releases.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from corpusforge.cli import commands
+    from corpusforge import commands
 
     handler = getattr(commands, f"run_{args.command}")
     try:

@@ -12,6 +12,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from corpusforge.generators.seeding import shard_rng
@@ -177,3 +178,15 @@ class DatasetBuilder(ABC):
     def source_license(self, fmt: str) -> SourceLicense | None:
         """Return the attribution of a source format, for the dataset card."""
         return None
+
+    def card_configs(self, manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Return the card's `configs` entries, or None for one glob per (config, split).
+
+        Override this when a config's splits are made of other configs' files,
+        for example nested forget sets listed as bands of patients.
+        """
+        return None
+
+    def card_sections(self, manifest: dict[str, Any], release_dir: Path) -> str:
+        """Return extra Markdown for the dataset card; files it links go in `release_dir`."""
+        return ""

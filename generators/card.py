@@ -65,6 +65,9 @@ def front_matter(manifest: dict[str, Any], builder: DatasetBuilder) -> dict[str,
                 ],
             }
         )
+    custom = builder.card_configs(manifest)
+    if custom is not None:
+        configs = custom
     return {
         "license": builder.license,
         "pretty_name": builder.pretty_name,
@@ -86,7 +89,7 @@ def _loading_snippet(manifest: dict[str, Any]) -> str:
     )
 
 
-def render_card(manifest: dict[str, Any], builder: DatasetBuilder) -> str:
+def render_card(manifest: dict[str, Any], builder: DatasetBuilder, release_dir: Path) -> str:
     header = yaml.safe_dump(front_matter(manifest, builder), sort_keys=False, allow_unicode=True)
     lines = [f"---\n{header}---\n", f"# {builder.pretty_name}: release {manifest['release']}\n"]
     lines.append(builder.description.strip() + "\n")
@@ -116,6 +119,10 @@ def render_card(manifest: dict[str, Any], builder: DatasetBuilder) -> str:
     for reason, count in quarantine["by_reason"].items():
         lines.append(f"- `{reason}`: {count}")
     lines.append("\nThe records are in `quarantine/`, one JSON object per line with its reason.\n")
+
+    extra = builder.card_sections(manifest, release_dir)
+    if extra:
+        lines.append(extra.rstrip() + "\n")
 
     lines.append("## How this release was generated\n")
     lines.append(f"- generator: corpusforge {manifest['generator_version']}")
@@ -151,4 +158,5 @@ def render_card(manifest: dict[str, Any], builder: DatasetBuilder) -> str:
 
 
 def write_card(release_dir: Path, manifest: dict[str, Any], builder: DatasetBuilder) -> None:
-    (release_dir / "README.md").write_text(render_card(manifest, builder), encoding="utf-8")
+    text = render_card(manifest, builder, release_dir)
+    (release_dir / "README.md").write_text(text, encoding="utf-8")

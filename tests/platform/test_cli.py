@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from corpusforge.cli.main import main
+from corpusforge.main import main
 
-CLI = [sys.executable, "-m", "corpusforge.cli"]
+CLI = [sys.executable, "-m", "corpusforge"]
 
 
 @pytest.fixture(scope="module")

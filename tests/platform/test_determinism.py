@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from release_helpers import build
 
-CLI = [sys.executable, "-m", "corpusforge.cli"]
+CLI = [sys.executable, "-m", "corpusforge"]
 
 
 def _shard_hashes(release: Path) -> dict[str, str]:
