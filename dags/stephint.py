@@ -4,10 +4,10 @@
 Verified reasoning chains split into steps by adaptive partitioning, with
 multi-level hints (level k = the first k steps) for RL with verifiable rewards.
 
-Tasks: `plan` resolves the sources and splits them into shards; `generate` runs
-once per shard; `validate` checks every shard and the whole release against
-the data contract; `publish` makes the release visible atomically and updates
-the `corpusforge_stephint` Asset.
+Tasks: `plan` resolves the sources and splits them into shards, and `generate`
+runs once per shard. `validate` checks every shard and the whole release
+against the data contract. `publish` makes the release visible atomically and
+updates the `corpusforge_stephint` Asset.
 
 With no `sources`, the run uses the embedded synthetic math word problems.
 """

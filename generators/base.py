@@ -98,7 +98,7 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class PlanContext:
-    """What a builder sees when it plans: parameters and resolved sources."""
+    """Parameters and resolved sources that a builder receives when it plans."""
 
     dataset: str
     release: str
@@ -112,7 +112,7 @@ class PlanContext:
 
 @dataclass(frozen=True)
 class ShardContext:
-    """What a builder sees when it generates one shard."""
+    """Parameters, sources and the shard task that a builder receives to generate one shard."""
 
     dataset: str
     release: str
