@@ -38,6 +38,15 @@ def _features(dataset: str, config: str) -> list[dict[str, Any]]:
     return [_card_feature(name, feature) for name, feature in features.items()]
 
 
+def release_license(manifest: dict[str, Any], builder: DatasetBuilder) -> str:
+    """Return the Hub license id: the sources' license when they share one, else the builder's."""
+    licenses = set()
+    for source in manifest["sources"]:
+        attribution = builder.source_license(source["format"])
+        licenses.add(attribution.license.lower() if attribution else builder.license)
+    return licenses.pop() if len(licenses) == 1 else builder.license
+
+
 def front_matter(manifest: dict[str, Any], builder: DatasetBuilder) -> dict[str, Any]:
     configs = []
     infos = []
@@ -69,7 +78,7 @@ def front_matter(manifest: dict[str, Any], builder: DatasetBuilder) -> dict[str,
     if custom is not None:
         configs = custom
     return {
-        "license": builder.license,
+        "license": release_license(manifest, builder),
         "pretty_name": builder.pretty_name,
         "tags": ["synthetic", *builder.tags],
         "configs": configs,

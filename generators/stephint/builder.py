@@ -134,6 +134,38 @@ The license of each release follows its sources (table below).
     def source_license(self, fmt: str) -> SourceLicense | None:
         return _LICENSES.get(fmt)
 
+    def card_sections(self, manifest: dict[str, Any], release_dir: Path) -> str:
+        """Return per-split statistics of steps and hints, read from the release's shards."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        lines = [
+            "## Steps and hints per split\n",
+            "| split | chains | mean steps | chains with hints | hint levels "
+            "| levels that state the answer |",
+            "|---|---|---|---|---|---|",
+        ]
+        for split in sorted(manifest["splits"].get(CONFIG, {})):
+            chains = steps = with_hints = levels = answer_levels = 0
+            for shard in manifest["shards"]:
+                if shard["config"] != CONFIG or shard["split"] != split:
+                    continue
+                table = pq.read_table(release_dir / shard["path"], columns=["num_steps", "hints"])
+                chains += table.num_rows
+                steps += pc.sum(table["num_steps"]).as_py() or 0
+                hint_counts = pc.list_value_length(table["hints"])
+                with_hints += pc.sum(pc.greater(hint_counts, 0)).as_py() or 0
+                flat = pc.list_flatten(table["hints"])
+                levels += len(flat)
+                if len(flat):
+                    answer_levels += pc.sum(pc.struct_field(flat, "answer_in_hint")).as_py() or 0
+            mean_steps = steps / chains if chains else 0.0
+            share = f"{answer_levels / levels:.0%}" if levels else "n/a"
+            lines.append(
+                f"| {split} | {chains} | {mean_steps:.1f} | {with_hints} | {levels} | {share} |"
+            )
+        return "\n".join(lines) + "\n"
+
     def resolve_source(self, fmt: str, path: str, options: dict[str, str]) -> tuple[str, str, str]:
         if fmt == "synthetic_math":
             # The generator's own code is the source: its sha256 changes when the problems do.

@@ -182,3 +182,32 @@ def test_contract_violation_blocks_publish(tmp_path: Path):
     assert store.load_manifest(tmp_path / "stephint" / "r1")["content_fingerprint"] == before
     summary = json.loads((staging / "validation" / "summary.json").read_text())
     assert summary["success"] is False
+
+
+def test_empty_split_left_out_and_reported(tmp_path: Path):
+    import yaml
+
+    bad = tmp_path / "only_bad_test.jsonl"
+    bad.write_text('{"question": "What is 2+2?", "answer": "I do not know."}\n')
+    published = build(
+        tmp_path / "out",
+        "r1",
+        sources=["synthetic_math:?count=5", f"gsm8k:{bad}?split=test"],
+    )
+    manifest = store.load_manifest(Path(published.path))
+    assert manifest["splits"] == {"chains": {"train": 5}}
+    assert manifest["empty_splits"] == [{"config": "chains", "split": "test"}]
+    assert manifest["quarantine"]["by_reason"] == {"empty_reference": 1}
+    assert not list((Path(published.path) / "data" / "chains").glob("test-*"))
+
+    card = (Path(published.path) / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["configs"] == [
+        {
+            "config_name": "chains",
+            "data_files": [{"split": "train", "path": "data/chains/train-*.parquet"}],
+        }
+    ]
+    assert "| chains | test | 0 (left out of the configs) |" in card
+    assert front["license"] == "other"
+    assert "## Steps and hints per split" in card
