@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+# Test modules import these helpers from `testsupport`: `import conftest` is
+# ambiguous when several test folders have a conftest.py.
+from testsupport import REPO_ROOT, SHARED_DATA, in_ci, require_shared, service_reachable  # noqa: E402,F401
 
 # Airflow reads its configuration when first imported, so the test home is set
 # before any test module imports it. Tests never touch the developer's .airflow/.
@@ -24,29 +24,6 @@ os.environ.pop("CORPUSFORGE_OUTPUT_ROOT", None)
 # Airflow puts the DAG bundle's folder on sys.path when it parses DAG files, which
 # lets them import their shared `_factory` module; the tests do the same.
 sys.path.insert(0, str(REPO_ROOT / "dags"))
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_shared(*parts: str) -> Path:
-    """Return a path under ../shared/data, skipping (or failing in CI) when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        message = f"public sample {path} is not available"
-        if in_ci():
-            pytest.fail(message + " (CI=true requires it)")
-        pytest.skip(message)
-    return path
-
-
-def service_reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")

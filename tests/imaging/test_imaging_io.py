@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_shared
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
+from testsupport import require_shared
 
 from corpusforge.generators.imaging.io import (
     MAX_IMAGE_PIXELS,

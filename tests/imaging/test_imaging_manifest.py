@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import require_shared
+from testsupport import require_shared
 
 from corpusforge.generators.errors import SourceError
 from corpusforge.generators.imaging.io import ImageError, load_image, safe_join

@@ -13,8 +13,8 @@ import statistics
 
 import numpy as np
 import pytest
-from conftest import require_shared
 from PIL import Image
+from testsupport import require_shared
 
 from corpusforge.generators.imaging.io import (
     PHASH_DUPLICATE_THRESHOLD,
