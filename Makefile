@@ -15,7 +15,7 @@ export CORPUSFORGE_OUTPUT_ROOT ?= $(CURDIR)/published
 # machine and every day.
 RUN_RELEASE := demo
 RUN_SEED := 20250101
-DAGS := stephint
+DAGS := stephint med_mim mllmu_med
 
 .PHONY: setup run test lint format clean
 

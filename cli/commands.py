@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def run_build(args: argparse.Namespace) -> int:
         limit=args.limit,
         shard_size=args.shard_size,
         options=dict(args.option),
+        llm=_llm_settings(args),
     )
     staging = plan_release(params, RunInfo(run_id=None, started_at=now.isoformat()))
     num_shards = len(load_plan(staging)["shards"])
@@ -57,6 +59,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     bar = _progress(num_shards)
     rows = 0
+    if bar is not None and args.workers <= 1:
+        _show_llm_progress(bar)
     if args.workers <= 1:
         for done, index in enumerate(order, start=1):
             rows += generate_shard(staging, index)["rows"]
@@ -74,6 +78,30 @@ def run_build(args: argparse.Namespace) -> int:
     published = publish_release(staging)
     print(json.dumps(published.to_json(), indent=2))
     return 0
+
+
+def _llm_settings(args: argparse.Namespace) -> dict[str, object]:
+    settings = dict(args.llm_option)
+    if args.llm_backend:
+        settings["backend"] = args.llm_backend
+    if args.llm_model:
+        settings["model"] = args.llm_model
+    return settings
+
+
+def _show_llm_progress(bar) -> None:
+    """Show the language-model requests of the running shard on the bar, twice a second at most."""
+    from corpusforge.generators.llm import progress
+
+    last_update = {"at": 0.0}
+
+    def show(snapshot: progress.ProgressSnapshot) -> None:
+        now = time.monotonic()
+        if now - last_update["at"] >= 0.5 or snapshot.done == snapshot.total:
+            last_update["at"] = now
+            bar.set_postfix_str(snapshot.describe())
+
+    progress.set_listener(show)
 
 
 def _report(bar, done: int, total: int, rows: int) -> None:
@@ -147,9 +175,43 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_prune(args: argparse.Namespace) -> int:
+    from corpusforge.generators.errors import ConfigError
+    from corpusforge.generators.retention import prune
+
+    if args.staging_max_age < 0:
+        raise ConfigError(f"invalid --staging-max-age {args.staging_max_age}: use 0 or more hours")
+    result = prune(
+        args.output_root,
+        args.dataset,
+        keep=args.keep,
+        max_age=dt.timedelta(hours=args.staging_max_age),
+        dry_run=args.dry_run,
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    for name in result.removed_releases:
+        print(f"{verb} release {name}")
+    for name in result.removed_attempts:
+        print(f"{verb} unlinked attempt folder .releases/{name}")
+    for name in result.removed_staging:
+        print(f"{verb} staging folder .staging/{name}")
+    print(f"kept {len(result.kept)} release(s): {', '.join(result.kept) or 'none'}")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     from corpusforge.generators.errors import ConfigError
 
+    if args.format == "med-mim-json":
+        if args.dataset != "med_mim":
+            raise ConfigError(
+                f"--format med-mim-json exports the med_mim dataset, not {args.dataset}"
+            )
+        from corpusforge.generators.med_mim.export import export_med_mim_json
+
+        path = store.release_dir(args.output_root, args.dataset, args.release)
+        print(json.dumps(export_med_mim_json(Path(path), args.out), indent=2))
+        return 0
     if args.dataset != "stephint":
         raise ConfigError(
             f"--format {args.format} exports the stephint dataset, not {args.dataset}"
@@ -159,4 +221,16 @@ def run_export(args: argparse.Namespace) -> int:
     path = store.release_dir(args.output_root, args.dataset, args.release)
     result = export_verl(Path(path), args.out, include_answer_hints=args.include_answer_hints)
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from corpusforge.generators.mllmu_med.scoring import read_predictions, score_release
+
+    path = store.release_dir(args.output_root, args.dataset, args.release)
+    report = score_release(path, read_predictions(args.predictions), args.config, args.ues)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0

@@ -56,6 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--option", action="append", type=_option, default=[], help="dataset option key=value"
     )
+    build.add_argument(
+        "--llm-backend",
+        choices=["offline", "openai"],
+        help="language-model backend (default: offline); openai sends requests to "
+        "$OPENAI_BASE_URL with $OPENAI_API_KEY",
+    )
+    build.add_argument(
+        "--llm-model", help="model name the endpoint serves; required with --llm-backend openai"
+    )
+    build.add_argument(
+        "--llm-option",
+        action="append",
+        type=_option,
+        default=[],
+        help="language-model setting key=value, such as mode=batch or concurrency=32 "
+        "(settings in the README)",
+    )
     build.add_argument("--workers", type=int, default=1, help="processes that generate shards")
     build.add_argument(
         "--shard-order",
@@ -81,10 +98,37 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("release", nargs="?")
     add_root(verify)
 
+    prune = commands.add_parser(
+        "prune", help="remove old releases and abandoned staging folders, never LATEST"
+    )
+    prune.add_argument("dataset")
+    prune.add_argument(
+        "--keep",
+        type=int,
+        required=True,
+        help="number of newest releases to keep, ordered as LATEST is (1 or more)",
+    )
+    prune.add_argument(
+        "--staging-max-age",
+        type=float,
+        default=24.0,
+        help="hours without a write after which a staging or unlinked attempt folder is "
+        "abandoned (default: 24)",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed; remove nothing"
+    )
+    add_root(prune)
+
     export = commands.add_parser("export", help="write a release in another layout")
     export.add_argument("dataset")
     export.add_argument("release", nargs="?")
-    export.add_argument("--format", required=True, choices=["verl"])
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=["verl", "med-mim-json"],
+        help="verl: stephint as verl RL Parquet; med-mim-json: med_mim in the Med-MIM JSON layout",
+    )
     export.add_argument("--out", required=True, type=Path, help="output folder")
     export.add_argument(
         "--include-answer-hints",
@@ -92,6 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep hint levels whose text already states the reference answer",
     )
     add_root(export)
+
+    score = commands.add_parser(
+        "score", help="score a model's predictions on a release's evaluation records"
+    )
+    score.add_argument("dataset", choices=["mllmu_med"])
+    score.add_argument("--release", help="release key (default: LATEST)")
+    score.add_argument(
+        "--predictions",
+        required=True,
+        type=Path,
+        help="JSON object of record id to answer (optionally grouped by split), or JSONL "
+        "with 'id' and 'prediction'",
+    )
+    score.add_argument(
+        "--config",
+        default="forget_05",
+        choices=["forget_05", "forget_10", "forget_15"],
+        help="forget config whose forget, retain, test and real splits are scored",
+    )
+    score.add_argument("--ues", default="harmonic_v1", help="unlearning efficiency score formula")
+    score.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    add_root(score)
     return parser
 
 

@@ -7,10 +7,13 @@ carries paths and counts only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import importlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
@@ -18,6 +21,11 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 log = logging.getLogger(__name__)
 
 OUTPUT_ROOT_ENV = "CORPUSFORGE_OUTPUT_ROOT"
+# Where a deployment names its alerting hook: an importable "module:function" (or
+# "module.function") that receives one dict per failed task. The environment
+# variable wins over the Airflow Variable.
+ALERT_CALLBACK_ENV = "CORPUSFORGE_ALERT_CALLBACK"
+ALERT_CALLBACK_VARIABLE = "corpusforge_alert_callback"
 
 
 def dataset_asset(dataset: str) -> Asset:
@@ -67,7 +75,104 @@ def common_params() -> dict[str, Param]:
             maximum=1_000_000,
             description="Source records per shard; each shard is one mapped task.",
         ),
+        **llm_params(),
     }
+
+
+# DAG Params of the language-model backend and the LLMSettings field each one sets.
+LLM_PARAMS = {
+    "llm_backend": "backend",
+    "llm_model": "model",
+    "llm_conn_id": "conn_id",
+    "llm_mode": "mode",
+    "llm_concurrency": "concurrency",
+    "llm_cache": "cache",
+}
+
+
+def llm_params() -> dict[str, Param]:
+    """Return the language-model parameters that every dataset DAG shares."""
+    return {
+        "llm_backend": Param(
+            "offline",
+            type="string",
+            enum=["offline", "openai"],
+            description="Language-model backend: offline (deterministic, no network) or openai "
+            "(any OpenAI-compatible endpoint, such as OpenAI, a gateway, vLLM or SGLang).",
+        ),
+        "llm_model": Param(
+            None,
+            type=["null", "string"],
+            description="Model name the endpoint serves. Required with llm_backend=openai.",
+        ),
+        "llm_conn_id": Param(
+            "openai_default",
+            type=["null", "string"],
+            description="Airflow Connection of the endpoint: host is the base URL (such as "
+            "http://vllm:8000/v1), password is the API key. Empty: OPENAI_BASE_URL and "
+            "OPENAI_API_KEY of the worker.",
+        ),
+        "llm_mode": Param(
+            "online",
+            type="string",
+            enum=["online", "batch"],
+            description="online: concurrent requests; batch: the OpenAI Batch API, which can "
+            "take up to 24 hours per shard.",
+        ),
+        "llm_concurrency": Param(
+            16,
+            type="integer",
+            minimum=1,
+            maximum=256,
+            description="Maximum requests in flight per shard; halved while the endpoint "
+            "rate-limits.",
+        ),
+        "llm_cache": Param(
+            None,
+            type=["null", "string"],
+            description="fsspec URL of the shared response cache. Empty: <output_root>/.llm-cache.",
+        ),
+    }
+
+
+def _llm_endpoint(params: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    """Resolve the Connection named by llm_conn_id and activate it for this task's shard.
+
+    The key stays in this task's memory: only the connection id is in the Params,
+    plan.json and XCom.
+    """
+    conn_id = params.get("llm_conn_id")
+    if params.get("llm_backend") != "openai" or not conn_id:
+        return contextlib.nullcontext()
+    from airflow.sdk import Connection
+
+    from corpusforge.generators.llm.endpoint import (
+        Endpoint,
+        Secret,
+        endpoint_from_env,
+        use_endpoint,
+    )
+
+    connection = Connection.get(conn_id)
+    base_url = connection.extra_dejson.get("base_url") or connection.host
+    endpoint = Endpoint(base_url or endpoint_from_env().base_url, Secret(connection.password or ""))
+    return use_endpoint(endpoint)
+
+
+def _log_run_progress(staging: str, num_shards: int) -> None:
+    """Log how many shards of the run are done and an estimate of the shard work left."""
+    from corpusforge.generators.store import staging_progress
+
+    progress = staging_progress(staging)
+    log.info(
+        "run progress: %d of %d shards done, %d rows, %.0f rows/s, "
+        "about %.0f s left for one worker",
+        progress.done,
+        num_shards,
+        progress.rows,
+        progress.rows_per_second,
+        progress.seconds_left(num_shards),
+    )
 
 
 def _permanent(error: Exception) -> Exception:
@@ -81,6 +186,80 @@ def _permanent(error: Exception) -> Exception:
     return error
 
 
+def _staging_of(task_kwargs: dict[str, Any]) -> str | None:
+    """Return the staging folder a task worked on, from its resolved arguments."""
+    if task_kwargs.get("staging"):
+        return str(task_kwargs["staging"])
+    try:
+        return str(task_kwargs["shards"][0]["staging"])
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def failure_report(context: dict[str, Any]) -> dict[str, Any]:
+    """Return what an operator needs about a failed task: ids, shard, reason and staging folder."""
+    ti = context["ti"]
+    task_kwargs = dict(getattr(context.get("task"), "op_kwargs", None) or {})
+    error = context.get("exception")
+    shard = None
+    if "index" in task_kwargs and "num_shards" in task_kwargs:
+        shard = f"{task_kwargs['index'] + 1} of {task_kwargs['num_shards']}"
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": ti.map_index,
+        "try_number": ti.try_number,
+        "shard": shard,
+        "reason": f"{type(error).__name__}: {error}" if error else "unknown",
+        "staging": _staging_of(task_kwargs),
+    }
+
+
+def _alert_hook() -> Callable[[dict[str, Any]], Any] | None:
+    path = os.environ.get(ALERT_CALLBACK_ENV)
+    if not path:
+        from airflow.sdk import Variable
+
+        path = Variable.get(ALERT_CALLBACK_VARIABLE, default=None)
+    if not path:
+        return None
+    module_name, sep, name = path.partition(":")
+    if not sep:
+        module_name, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """Log a failed task with its shard, reason and staging folder, then call the alert hook.
+
+    Airflow calls this once a task has no retries left. Errors of the hook are
+    logged and swallowed, so they never hide the task's own failure.
+    """
+    report = failure_report(context)
+    log.error(
+        "task %s of run %s failed (try %s): shard %s; reason %s; staging folder %s",
+        report["task_id"],
+        report["run_id"],
+        report["try_number"],
+        report["shard"] or "none",
+        report["reason"],
+        report["staging"] or "not created yet",
+    )
+    try:
+        hook = _alert_hook()
+        if hook is not None:
+            hook(report)
+    except Exception:
+        log.exception(
+            "alert hook (%s or Variable %s) failed for task %s of run %s",
+            ALERT_CALLBACK_ENV,
+            ALERT_CALLBACK_VARIABLE,
+            report["task_id"],
+            report["run_id"],
+        )
+
+
 def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
     """Return the DAG that builds and publishes `dataset`."""
     asset = dataset_asset(dataset)
@@ -92,7 +271,11 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
         catchup=False,
         doc_md=doc_md,
         params={**common_params(), **option_params},
-        default_args={"retries": 2, "retry_delay": dt.timedelta(seconds=10)},
+        default_args={
+            "retries": 2,
+            "retry_delay": dt.timedelta(seconds=10),
+            "on_failure_callback": on_task_failure,
+        },
         tags=["corpusforge", dataset],
         render_template_as_native_obj=False,
     )
@@ -117,6 +300,7 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
                 limit=params.get("limit"),
                 shard_size=params["shard_size"],
                 options=options,
+                llm={field: params.get(name) for name, field in LLM_PARAMS.items()},
             )
             run = RunInfo(
                 run_id=dag_run.run_id,
@@ -137,11 +321,14 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
         def generate(staging: str, num_shards: int, index: int) -> dict[str, Any]:
             from corpusforge.generators.pipeline import generate_shard
 
-            get_current_context()["shard_label"] = f"shard {index + 1} of {num_shards}"
+            context = get_current_context()
+            context["shard_label"] = f"shard {index + 1} of {num_shards}"
             try:
-                stats = generate_shard(staging, index)
+                with _llm_endpoint(context["params"]):
+                    stats = generate_shard(staging, index)
             except Exception as error:
                 raise _permanent(error) from error
+            _log_run_progress(staging, num_shards)
             return {"index": index, "rows": stats["rows"], "quarantined": stats["quarantined"]}
 
         @task

@@ -25,8 +25,11 @@ stephint_dag = dataset_dag(
         "scorer": Param(
             "heuristic",
             type="string",
-            enum=["heuristic"],
-            description="Boundary scorer for adaptive partitioning.",
+            enum=["heuristic", "model"],
+            description="Boundary scorer for adaptive partitioning. heuristic: text rules; "
+            "model: the probability of end_token after each candidate boundary, from the "
+            "llm_backend model's prompt logprobs (needs /v1/completions with echo and logprobs, "
+            "as vLLM serves them).",
         ),
         "min_step_chars": Param(
             30,
@@ -40,6 +43,21 @@ stephint_dag = dataset_dag(
             minimum=1,
             maximum=256,
             description="Maximum number of steps per chain.",
+        ),
+        "end_token": Param(
+            "</think>",
+            type="string",
+            minLength=1,
+            description="Text whose probability the model scorer reads after each candidate "
+            "boundary: the model's end-of-thinking token.",
+        ),
+        "scorer_prompt": Param(
+            "{problem}\n\n{prefix}",
+            type="string",
+            pattern=r"\{prefix\}",
+            description="Prompt of the model scorer; {problem} and {prefix} (the chain up to "
+            "the candidate boundary) are replaced, and end_token is appended. Write the "
+            "model's chat template here when it has one.",
         ),
     },
 )

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from corpusforge.data_contracts import med_mim_rules, mllmu_med_rules
 from corpusforge.data_contracts.report import RuleResult
 
 
@@ -63,4 +64,6 @@ class DisjointSplits:
 # dataset name -> {rule name: rule}
 RELEASE_RULES: dict[str, dict[str, type[ReleaseCheck]]] = {
     "stephint": {"ids_unique_across_shards": UniqueIds, "splits_disjoint": DisjointSplits},
+    "med_mim": {"ids_unique_across_shards": UniqueIds, **med_mim_rules.RELEASE_RULE_CLASSES},
+    "mllmu_med": mllmu_med_rules.RELEASE_RULE_CLASSES,
 }

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpusforge.data_contracts import med_mim_rules, mllmu_med_rules
 from corpusforge.data_contracts.report import shorten
 
 
@@ -229,4 +230,8 @@ _STEPHINT_ROW_RULES = {
 }
 
 # dataset name -> {rule name: rule}
-ROW_RULES: dict[str, dict[str, RowRule]] = {"stephint": _STEPHINT_ROW_RULES}
+ROW_RULES: dict[str, dict[str, RowRule]] = {
+    "stephint": _STEPHINT_ROW_RULES,
+    "med_mim": {name: RowRule(*spec) for name, spec in med_mim_rules.ROW_RULE_SPECS.items()},
+    "mllmu_med": {name: RowRule(*spec) for name, spec in mllmu_med_rules.ROW_RULE_SPECS.items()},
+}

@@ -41,6 +41,11 @@ VOLATILE_KEYS = (
     ("durations",),
     ("validation", "seconds"),
     ("parameters", "sources"),
+    # Language-model usage drops to 0 requests when a rerun is served from the cache,
+    # and the cache location and connection id do not change the rows.
+    ("llm",),
+    ("parameters", "options", "llm", "cache"),
+    ("parameters", "options", "llm", "conn_id"),
 )
 
 
@@ -107,8 +112,13 @@ def build_manifest(
     quarantined: dict[str, int],
     validation: dict[str, Any],
     created_at: str,
+    llm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the manifest of a release from its plan, final shards and validation."""
+    """Assemble the manifest of a release from its plan, final shards and validation.
+
+    `llm` is the release's language-model usage (`usage.merge_usage`), stored as
+    `manifest["llm"]` when the release used a model backend.
+    """
     dataset = plan["dataset"]
     splits: dict[str, dict[str, int]] = {}
     for shard in shards:
@@ -157,5 +167,7 @@ def build_manifest(
         "attempt": plan["attempt"],
         "output_root": plan["output_root"],
     }
+    if llm:
+        manifest["llm"] = llm
     manifest["content_fingerprint"] = content_fingerprint(manifest)
     return manifest

@@ -21,6 +21,8 @@ from typing import Any
 from corpusforge.generators import layout
 from corpusforge.generators.base import PlanContext, ResolvedSource, ShardContext, ShardTask
 from corpusforge.generators.errors import ConfigError
+from corpusforge.generators.llm.settings import LLMSettings
+from corpusforge.generators.llm.usage import collect_usage
 from corpusforge.generators.registry import get_builder
 from corpusforge.generators.seeding import derive_seed
 from corpusforge.generators.shard_writer import write_shard
@@ -47,6 +49,8 @@ class BuildParams:
     limit: int | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
     options: dict[str, Any] = field(default_factory=dict)
+    # Language-model settings (see corpusforge.generators.llm.settings), stored as option `llm`.
+    llm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +116,8 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> Path:
             f"known: {sorted(builder.default_options())}"
         )
     reference_date = reference_date_for(release, options)
+    llm = LLMSettings.from_json(params.llm).with_cache_under(params.output_root)
+    options["llm"] = llm.to_json()
 
     source_texts = params.sources or builder.default_sources()
     if not source_texts:
@@ -213,7 +219,10 @@ def generate_shard(staging: str | Path, index: int) -> dict[str, Any]:
     )
     started = time.monotonic()
     log.info("shard %d of %d: generating %s/%s", index + 1, len(shards), task.config, task.split)
-    stats = write_shard(staging, context, builder.generate(context))
+    with collect_usage() as llm_usage:
+        stats = write_shard(staging, context, builder.generate(context))
+    if llm_usage.used:
+        stats["llm"] = llm_usage.to_json()
     stats["seconds"] = round(time.monotonic() - started, 3)
     rate = stats["rows"] / stats["seconds"] if stats["seconds"] else 0.0
     log.info(

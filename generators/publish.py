@@ -28,6 +28,7 @@ from corpusforge.generators import layout
 from corpusforge.generators.card import write_card
 from corpusforge.generators.errors import PublishError, ValidationFailed
 from corpusforge.generators.faults import crash_point
+from corpusforge.generators.llm.usage import merge_usage
 from corpusforge.generators.manifest import build_manifest
 from corpusforge.generators.pipeline import _write_json, load_plan
 from corpusforge.generators.registry import get_builder
@@ -174,16 +175,21 @@ def publish_release(staging: str | Path) -> PublishedRelease:
         crash_point("before_move_parts")
         _move_parts(staging, shards)
         quarantined: dict[str, int] = {}
+        llm_sections = []
         for task in plan["shards"]:
             stats_path = staging / "parts" / f"{layout.part_name(task['index'])}.json"
-            for reason, count in json.loads(stats_path.read_text())["quarantined"].items():
+            shard_stats = json.loads(stats_path.read_text())
+            for reason, count in shard_stats["quarantined"].items():
                 quarantined[reason] = quarantined.get(reason, 0) + count
+            llm_sections.append(shard_stats.get("llm"))
         for shard in shards:
             shard.pop("part")
             shard.pop("shard_index")
 
         created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        manifest = build_manifest(plan, shards, quarantined, validation, created_at)
+        manifest = build_manifest(
+            plan, shards, quarantined, validation, created_at, llm=merge_usage(llm_sections)
+        )
         write_card(staging, manifest, get_builder(dataset))
         _write_json(staging / "manifest.json", manifest)
         shutil.rmtree(staging / "parts")

@@ -94,3 +94,40 @@ def verify_release(path: Path) -> list[str]:
     if content_fingerprint(manifest) != manifest["content_fingerprint"]:
         problems.append("manifest.json: content_fingerprint does not match the manifest's content")
     return problems
+
+
+@dataclass(frozen=True)
+class StagingProgress:
+    """Shards generated so far in a staging folder, with their rows and generation time."""
+
+    done: int
+    rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def seconds_left(self, num_shards: int) -> float:
+        """Estimate the generation time of the remaining shards, one shard at a time.
+
+        The estimate assumes the remaining shards take as long as the mean finished one.
+        """
+        if self.done == 0:
+            return 0.0
+        return max(num_shards - self.done, 0) * self.seconds / self.done
+
+
+def staging_progress(staging: str | Path) -> StagingProgress:
+    """Sum the shard statistics written so far under `<staging>/parts/`."""
+    done = rows = 0
+    seconds = 0.0
+    for stats_file in sorted((Path(staging) / "parts").glob("shard-*.json")):
+        try:
+            stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # replaced by a retried shard while this loop ran
+        done += 1
+        rows += int(stats.get("rows", 0))
+        seconds += float(stats.get("seconds", 0.0))
+    return StagingProgress(done=done, rows=rows, seconds=seconds)

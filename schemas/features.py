@@ -8,6 +8,8 @@ import pyarrow as pa
 
 # Columns listed here are stored as {bytes, path} structs and decoded as images.
 IMAGE_FIELD_KEY = b"corpusforge.image"
+# IMAGE_FIELD_KEY value of a list<{bytes, path}> column whose items are images.
+IMAGE_LIST_MARKER = b"list"
 
 _VALUE_TYPES = {
     pa.string(): "string",
@@ -45,8 +47,11 @@ def with_features(schema: pa.Schema) -> pa.Schema:
     """Return `schema` with the `huggingface` features metadata added."""
     features = {}
     for field in schema:
-        is_image = bool(field.metadata and field.metadata.get(IMAGE_FIELD_KEY) == b"1")
-        features[field.name] = feature_of(field.type, is_image)
+        marker = field.metadata.get(IMAGE_FIELD_KEY) if field.metadata else None
+        if marker == IMAGE_LIST_MARKER:
+            features[field.name] = {"feature": {"_type": "Image"}, "_type": "List"}
+            continue
+        features[field.name] = feature_of(field.type, marker == b"1")
     metadata = dict(schema.metadata or {})
     metadata[b"huggingface"] = json.dumps({"info": {"features": features}}).encode()
     return schema.with_metadata(metadata)
@@ -56,3 +61,10 @@ def image_field(name: str, nullable: bool = False) -> pa.Field:
     """Return an image column: a {bytes, path} struct marked for the Image feature."""
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     return pa.field(name, image_type, nullable=nullable, metadata={IMAGE_FIELD_KEY: b"1"})
+
+
+def image_list_field(name: str, nullable: bool = False) -> pa.Field:
+    """Return a column of image lists, decoded by `datasets` as `List(Image())`."""
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    metadata = {IMAGE_FIELD_KEY: IMAGE_LIST_MARKER}
+    return pa.field(name, pa.list_(image_type), nullable=nullable, metadata=metadata)

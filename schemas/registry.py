@@ -6,11 +6,13 @@ import hashlib
 
 import pyarrow as pa
 
-from corpusforge.schemas import stephint
+from corpusforge.schemas import med_mim, mllmu_med, stephint
 
 # dataset name -> (schema version, {config name: Arrow schema})
 SCHEMAS: dict[str, tuple[str, dict[str, pa.Schema]]] = {
     "stephint": (stephint.SCHEMA_VERSION, stephint.CONFIGS),
+    "med_mim": (med_mim.SCHEMA_VERSION, med_mim.CONFIGS),
+    "mllmu_med": (mllmu_med.SCHEMA_VERSION, mllmu_med.CONFIGS),
 }
 
 

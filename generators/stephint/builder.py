@@ -23,14 +23,25 @@ from corpusforge.generators.base import (
     SourceLicense,
 )
 from corpusforge.generators.errors import ConfigError
+from corpusforge.generators.llm import stephint as stephint_llm
 from corpusforge.generators.seeding import stable_id
 from corpusforge.generators.sources import SourceSpec, resolve_path, sha256_of_path
 from corpusforge.generators.stephint import partition, records, sources, synthetic
 
 CONFIG = "chains"
-SCORERS = ("heuristic",)
+SCORERS = ("heuristic", "model")
 DEFAULT_SYNTHETIC_COUNT = 1000
-STYLES = {"gsm8k": "gsm8k", "math": "math", "longcot": "longcot", "synthetic_math": "math"}
+TEACHER_FORMAT = "teacher"
+STYLES = {
+    "gsm8k": "gsm8k",
+    "math": "math",
+    "longcot": "longcot",
+    "synthetic_math": "math",
+    TEACHER_FORMAT: "math",
+}
+# Records whose model requests are sent together when a model scores boundaries or
+# writes chains. Larger blocks keep more requests in flight but hold more chains in memory.
+LLM_BLOCK_RECORDS = 256
 
 _CITATION_STEPHINT = """@article{stephint2025,
   title   = {StepHint: Multi-level Stepwise Hints Enhance Reinforcement Learning to Reason},
@@ -82,6 +93,12 @@ _LICENSES = {
         name="corpusforge synthetic math word problems",
         license="Apache-2.0",
     ),
+    TEACHER_FORMAT: SourceLicense(
+        name="problems from the source file, chains written by the teacher model (llm_model)",
+        license="other",
+        contamination_warning="the chains were written by a language model; its terms of use "
+        "may restrict training on them.",
+    ),
 }
 
 
@@ -98,7 +115,7 @@ def _default_split(fmt: str, name: str) -> str:
 class StepHintBuilder(DatasetBuilder):
     name = "stephint"
     pretty_name = "StepHint reasoning chains"
-    formats = sources.FORMATS
+    formats = (*sources.FORMATS, TEACHER_FORMAT)
     tags = ("math", "reasoning", "reinforcement-learning")
     license = "other"
     method_citation = _CITATION_STEPHINT
@@ -129,6 +146,8 @@ The license of each release follows its sources (table below).
             "scorer": "heuristic",
             "min_step_chars": partition.DEFAULT_MIN_STEP_CHARS,
             "max_steps": partition.DEFAULT_MAX_STEPS,
+            "end_token": stephint_llm.DEFAULT_END_TOKEN,
+            "scorer_prompt": stephint_llm.DEFAULT_SCORER_PROMPT,
         }
 
     def source_license(self, fmt: str) -> SourceLicense | None:
@@ -194,7 +213,11 @@ The license of each release follows its sources (table below).
             return
         # NOTE: each shard reads its file from the start and skips earlier records, so a
         # file of n records split into k shards costs about n * k / 2 parsed lines.
-        records = sources.iter_raw_records(source.format, source.path, dict(source.options))
+        if source.format == TEACHER_FORMAT:
+            options = stephint_llm.TeacherOptions.parse(dict(source.options)).jsonl_options()
+            records = sources.iter_raw_records("jsonl", source.path, options)
+        else:
+            records = sources.iter_raw_records(source.format, source.path, dict(source.options))
         for ordinal, raw in enumerate(records):
             if stop is not None and ordinal >= stop:
                 return
@@ -206,6 +229,7 @@ The license of each release follows its sources (table below).
             raise ConfigError(
                 f"unknown scorer {ctx.options.get('scorer')!r}; available: {', '.join(SCORERS)}"
             )
+        stephint_llm.check_options(ctx.options, [source.format for source in ctx.sources])
         ranges: dict[str, list[dict[str, Any]]] = {}
         for number, source in enumerate(ctx.sources):
             split = source.options.get("split") or _default_split(source.format, source.name)
@@ -254,35 +278,77 @@ The license of each release follows its sources (table below).
         return shards
 
     def generate(self, ctx: ShardContext) -> Iterator[dict[str, Any] | Rejected]:
-        scorer = partition.HeuristicScorer()
+        models = stephint_llm.ShardModels(ctx)
+        model_scorer = models.boundary_scorer() if ctx.options["scorer"] == "model" else None
+        heuristic = partition.HeuristicScorer()
         for unit in ctx.shard.units:
             source = ctx.sources[unit["source"]]
-            duplicates = set(unit["duplicates"])
             style = source.options.get("style", STYLES.get(source.format, "math"))
-            raw_records = self._raw_records(source, ctx.seed, unit["start"], unit["stop"])
-            for ordinal, raw in raw_records:
-                if ordinal in duplicates:
-                    yield Rejected(
-                        reason="duplicate_id",
-                        source=source.format,
-                        source_id=raw.source_id,
-                        line=raw.line,
-                        detail=f"id {raw.source_id!r} appeared earlier in {source.name}",
-                        record=raw.fields,
-                    )
-                    continue
-                example = sources.to_example(source.format, raw, source.options)
-                if isinstance(example, Rejected):
-                    yield example
-                    continue
-                yield records.make_row(
-                    example,
-                    fmt=source.format,
-                    style=style,
-                    source_file=source.name,
-                    source_split=ctx.shard.split,
-                    record_id=stable_id("stephint", source.format, source.name, raw.source_id),
-                    scorer=scorer,
-                    min_step_chars=int(ctx.options["min_step_chars"]),
-                    max_steps=int(ctx.options["max_steps"]),
+            if source.format == TEACHER_FORMAT:
+                # Here `style` names the layout of the answer field. Chains come from the model.
+                style = STYLES[TEACHER_FORMAT]
+
+            def record_id(example: sources.Example, source: ResolvedSource = source) -> str:
+                return stable_id("stephint", source.format, source.name, example.source_id)
+
+            items = self._examples(ctx, source, unit)
+            if source.format == TEACHER_FORMAT:
+                items = models.teacher_examples(items, source, record_id, LLM_BLOCK_RECORDS)
+            block_size = LLM_BLOCK_RECORDS if model_scorer else 1
+            for block in stephint_llm.blocks(items, block_size):
+                failures = models.prefetch_scores(model_scorer, block, style)
+                for item in block:
+                    if isinstance(item, Rejected):
+                        yield item
+                        continue
+                    failure = failures.get(id(item))
+                    if failure is not None:
+                        yield stephint_llm.rejected_example(failure, source.format, item)
+                        continue
+                    scorer = model_scorer.for_problem(item.problem) if model_scorer else heuristic
+                    yield self._row(ctx, source, style, item, record_id(item), scorer)
+
+    def _row(
+        self,
+        ctx: ShardContext,
+        source: ResolvedSource,
+        style: str,
+        example: sources.Example,
+        record_id: str,
+        scorer: partition.BoundaryScorer,
+    ) -> dict[str, Any] | Rejected:
+        try:
+            return records.make_row(
+                example,
+                fmt=source.format,
+                style=style,
+                source_file=source.name,
+                source_split=ctx.shard.split,
+                record_id=record_id,
+                scorer=scorer,
+                min_step_chars=int(ctx.options["min_step_chars"]),
+                max_steps=int(ctx.options["max_steps"]),
+            )
+        except stephint_llm.ScoringFailed as error:
+            return stephint_llm.rejected_example(error.failure, source.format, example)
+
+    def _examples(
+        self, ctx: ShardContext, source: ResolvedSource, unit: dict[str, Any]
+    ) -> Iterator[sources.Example | Rejected]:
+        """Yield the unit's records as Examples, or Rejected for duplicates and bad records."""
+        duplicates = set(unit["duplicates"])
+        for ordinal, raw in self._raw_records(source, ctx.seed, unit["start"], unit["stop"]):
+            if ordinal in duplicates:
+                yield Rejected(
+                    reason="duplicate_id",
+                    source=source.format,
+                    source_id=raw.source_id,
+                    line=raw.line,
+                    detail=f"id {raw.source_id!r} appeared earlier in {source.name}",
+                    record=raw.fields,
                 )
+            elif source.format == TEACHER_FORMAT:
+                options = stephint_llm.TeacherOptions.parse(dict(source.options))
+                yield stephint_llm.teacher_example(raw, options)
+            else:
+                yield sources.to_example(source.format, raw, source.options)
