@@ -76,6 +76,11 @@ def write_shard(
     tmp_part = part_path.with_name(f".{name}.{os.getpid()}.parquet.tmp")
     tmp_quarantine = quarantine_path.with_name(f".{name}.{os.getpid()}.jsonl.tmp")
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+    # A killed earlier attempt of this shard can leave temporary files behind; they
+    # would otherwise be published inside quarantine/.
+    for folder in (part_path.parent, quarantine_path.parent):
+        for stale in folder.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     rows = 0
     reasons: Counter = Counter()

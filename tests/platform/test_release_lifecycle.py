@@ -211,3 +211,23 @@ def test_empty_split_left_out_and_reported(tmp_path: Path):
     assert "| chains | test | 0 (left out of the configs) |" in card
     assert front["license"] == "other"
     assert "## Steps and hints per split" in card
+
+
+def test_retried_shard_removes_stale_temporary_files(tmp_path: Path):
+    """A killed attempt's temporary files must not end up inside the published release."""
+    from corpusforge.generators.pipeline import generate_shard
+
+    staging = stage(tmp_path, "r1")
+    (staging / "quarantine").mkdir(exist_ok=True)
+    stale_quarantine = staging / "quarantine" / ".shard-00000.99999.jsonl.tmp"
+    stale_part = staging / "parts" / ".shard-00000.99999.parquet.tmp"
+    stale_quarantine.write_text("")
+    stale_part.write_bytes(b"partial")
+
+    generate_shard(staging, 0)
+    assert not stale_quarantine.exists()
+    assert not stale_part.exists()
+
+    validate_staging(staging)
+    published = publish_release(staging)
+    assert not list(Path(published.path).rglob(".*.tmp"))
