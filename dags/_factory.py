@@ -21,9 +21,9 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 log = logging.getLogger(__name__)
 
 OUTPUT_ROOT_ENV = "CORPUSFORGE_OUTPUT_ROOT"
-# Where a deployment names its alerting hook: an importable "module:function" (or
-# "module.function") that receives one dict per failed task. The environment
-# variable wins over the Airflow Variable.
+# The environment variable and the Airflow Variable that name the alerting hook: an
+# importable "module:function" (or "module.function") that receives one dict per
+# failed task. The environment variable wins over the Airflow Variable.
 ALERT_CALLBACK_ENV = "CORPUSFORGE_ALERT_CALLBACK"
 ALERT_CALLBACK_VARIABLE = "corpusforge_alert_callback"
 
@@ -160,7 +160,7 @@ def _llm_endpoint(params: dict[str, Any]) -> contextlib.AbstractContextManager[A
 
 
 def _log_run_progress(staging: str, num_shards: int) -> None:
-    """Log how many shards of the run are done and an estimate of the shard work left."""
+    """Log how many shards of the run are done and an estimate of the time left."""
     from corpusforge.generators.store import staging_progress
 
     progress = staging_progress(staging)
@@ -238,7 +238,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
     """
     report = failure_report(context)
     log.error(
-        "task %s of run %s failed (try %s): shard %s; reason %s; staging folder %s",
+        "task %s of run %s failed (try %s): shard %s, reason %s, staging folder %s",
         report["task_id"],
         report["run_id"],
         report["try_number"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class CorpusforgeError(Exception):
-    """Base error. `retryable` tells a scheduler whether running again can help."""
+    """Base error. `retryable` is True when running the same step again can succeed."""
 
     retryable = False
 
