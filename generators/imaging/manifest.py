@@ -25,6 +25,7 @@ from typing import Any
 
 from corpusforge.generators.errors import SourceError
 from corpusforge.generators.imaging.io import ImageError, safe_join
+from corpusforge.generators.source_files import iter_json_objects, open_source_file
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +77,16 @@ def iter_image_qa_manifest(path: str, options: dict[str, str]) -> Iterator[Image
             f"unknown manifest suffix {manifest.suffix!r}",
             fix=f"name the manifest with one of {', '.join(SUFFIXES)}",
         )
-    text = _read_text(manifest)
-    root = image_root(manifest, options)
     fields = _field_names(options)
+    if kind == "csv":
+        rows = _iter_csv(path, _read_text(manifest), fields)
+    else:
+        # Fail on a missing or unreadable file before the image root is checked,
+        # as the CSV branch does; the rows themselves are read lazily.
+        open_source_file(path).close()
+        rows = _check_first_fields(path, iter_json_objects(path), fields)
+    root = image_root(manifest, options)
 
-    rows = _iter_csv(path, text, fields) if kind == "csv" else _iter_jsonl(path, text, fields)
     count = 0
     for line, values in rows:
         count += 1
@@ -163,21 +169,6 @@ def field_text(value: Any) -> str:
             return ""
         return str(int(value)) if value.is_integer() else repr(value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def json_type(value: Any) -> str:
-    """Return the JSON name of a decoded value's type: array, string, number, ..."""
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
 
 
 def _field_names(options: dict[str, str]) -> dict[str, str]:
@@ -273,34 +264,16 @@ def _iter_csv(path: str, text: str, fields: dict[str, str]) -> Iterator[tuple[in
         yield start, dict(zip(header, row, strict=True))
 
 
-def _iter_jsonl(
-    path: str, text: str, fields: dict[str, str]
+def _check_first_fields(
+    path: str, rows: Iterator[tuple[int, dict[str, Any]]], fields: dict[str, str]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    checked = False
-    # Split on "\n" only: str.splitlines would also split inside JSON strings
-    # that contain U+2028 or other Unicode line separators.
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise SourceError(
-                path,
-                f"invalid JSON at column {error.colno}: {error.msg}",
-                line=number,
-                fix="write one JSON object per line",
-            ) from error
-        if not isinstance(value, dict):
-            raise SourceError(
-                path,
-                f"expected a JSON object, got a JSON {json_type(value)}",
-                line=number,
-                fix="write one JSON object per line",
-            )
-        if not checked:
-            # A wrong field mapping shows on the first record; later records
-            # missing a field are per-record problems for the caller.
+    """Pass JSONL rows through, raising SourceError when the first lacks a mapped field.
+
+    A wrong field mapping shows on the first record; later records missing a
+    field are per-record problems for the caller.
+    """
+    for position, (number, value) in enumerate(rows):
+        if position == 0:
             missing = [name for name in _required_columns(fields) if name not in value]
             if missing:
                 raise SourceError(
@@ -310,5 +283,4 @@ def _iter_jsonl(
                     line=number,
                     fix="rename the fields or set image_field, question_field and answer_field",
                 )
-            checked = True
         yield number, value

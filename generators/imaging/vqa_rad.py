@@ -18,9 +18,9 @@ from corpusforge.generators.errors import SourceError
 from corpusforge.generators.imaging.manifest import (
     ImageQARecord,
     field_text,
-    json_type,
     to_record,
 )
+from corpusforge.generators.source_files import json_type
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ make a whole file unusable raise `SourceError` with the file, line and fix.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from corpusforge.generators.errors import ConfigError, SourceError
 from corpusforge.generators.mllmu_med import facts as fact_table
 from corpusforge.generators.mllmu_med.injections import answer_kind, normalize
 from corpusforge.generators.seeding import stable_id
+from corpusforge.generators.source_files import iter_json_objects
 
 log = logging.getLogger(__name__)
 
@@ -115,39 +115,6 @@ def source_role(source: ResolvedSource) -> str:
     return role
 
 
-def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line of a JSONL file.
-
-    Raise SourceError when the file is not UTF-8, a line is not a JSON object,
-    or the file contains no records.
-    """
-    count = 0
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise SourceError(
-                        path, f"malformed JSON: {error.msg}", number, "fix or remove the line"
-                    ) from error
-                if not isinstance(data, dict):
-                    raise SourceError(
-                        path,
-                        f"expected a JSON object, found {type(data).__name__}",
-                        number,
-                        "write one JSON object per line",
-                    )
-                count += 1
-                yield number, data
-    except UnicodeDecodeError as error:
-        raise SourceError(path, f"not UTF-8: {error.reason}", None, "re-encode as UTF-8") from error
-    if count == 0:
-        raise SourceError(path, "the file has no records", None, "check that it is the right file")
-
-
 def _reject(
     fmt: str, source_id: str, line: int | None, reason: str, detail: str, record: Any
 ) -> Rejected:
@@ -214,7 +181,7 @@ def read_medqa(
 ) -> Iterator[QAItem | Rejected]:
     """Read MedQA-USMLE records as multiple-choice items."""
     duplicates = _Duplicates(source.format, source.name)
-    for line, raw in _limited(read_jsonl(source.path), limit):
+    for line, raw in _limited(iter_json_objects(source.path), limit):
         source_id = _text(raw.get("realidx", raw.get("id", f"line-{line}")))
         question = _text(raw.get("question"))
         options = raw.get("options")
@@ -264,7 +231,7 @@ def read_pubmedqa(
 ) -> Iterator[QAItem | Rejected]:
     """Read PubMedQA PQA-L records as yes/no/maybe items (the question without its abstract)."""
     duplicates = _Duplicates(source.format, source.name)
-    for line, raw in _limited(read_jsonl(source.path), limit):
+    for line, raw in _limited(iter_json_objects(source.path), limit):
         source_id = _text(raw.get("pmid", raw.get("id", f"line-{line}")))
         question = _text(raw.get("QUESTION", raw.get("question")))
         answer = normalize(_text(raw.get("final_decision")))

@@ -18,9 +18,7 @@ Formats:
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +26,7 @@ from typing import Any
 
 from corpusforge.generators.base import Rejected
 from corpusforge.generators.errors import ConfigError, SourceError
+from corpusforge.generators.source_files import iter_json_objects, open_source_file
 from corpusforge.generators.stephint.answers import GSM8K_ANSWER_LINE, clean_answer
 from corpusforge.generators.stephint.chain import STYLES
 
@@ -167,78 +166,16 @@ def _source_id(fields: dict[str, Any], id_field: str | None, line: int) -> str:
     return f"line-{line}"
 
 
-def _open_checked(path: str):
-    if not os.path.exists(path):
-        raise SourceError(path, "file not found", fix="check the path in the `sources` parameter")
-    if os.path.isdir(path):
-        raise SourceError(path, "is a directory, not a file", fix="name one file per source")
-    try:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it in a with block
-    except OSError as error:
-        raise SourceError(
-            path, f"cannot be opened: {error.strerror}", fix="check the file permissions"
-        ) from error
-
-
 def _iter_jsonl(path: str, id_field: str | None) -> Iterator[RawRecord]:
-    records = 0
-    with _open_checked(path) as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            try:
-                text = raw_line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise SourceError(
-                    path,
-                    f"invalid UTF-8 byte 0x{raw_line[error.start]:02x} at byte {error.start + 1}"
-                    " of the line",
-                    line=line_number,
-                    fix="re-encode the file as UTF-8",
-                ) from error
-            if line_number == 1:
-                text = text.removeprefix("\ufeff")
-            if not text.strip():
-                continue
-
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise SourceError(
-                    path,
-                    f"invalid JSON at column {error.colno}: {error.msg}",
-                    line=line_number,
-                    fix="write one JSON object per line",
-                ) from error
-            if not isinstance(value, dict):
-                raise SourceError(
-                    path,
-                    f"expected a JSON object, got a JSON {_json_type(value)}",
-                    line=line_number,
-                    fix="write one JSON object per line",
-                )
-            records += 1
-            yield RawRecord(line_number, _source_id(value, id_field, line_number), value)
-
-    if records == 0:
-        raise SourceError(path, "file is empty", fix="provide at least one JSON object per source")
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
+    for line_number, value in iter_json_objects(path):
+        yield RawRecord(line_number, _source_id(value, id_field, line_number), value)
 
 
 def _iter_parquet(path: str, id_field: str | None) -> Iterator[RawRecord]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with _open_checked(path) as handle:
+    with open_source_file(path) as handle:
         try:
             parquet_file = pq.ParquetFile(handle)
         except (pa.ArrowException, OSError, ValueError) as error:

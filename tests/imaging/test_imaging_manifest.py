@@ -285,6 +285,10 @@ def test_missing_manifest_and_folder(tmp_path):
     folder = tmp_path / "folder.csv"
     folder.mkdir()
     assert "is not a file" in source_error(folder).message
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    assert "is a directory, not a file" in source_error(folder).message
+    assert "file not found" in source_error(tmp_path / "absent.jsonl").message
 
 
 def test_unknown_suffix(tmp_path):

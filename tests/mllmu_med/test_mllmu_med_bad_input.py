@@ -73,10 +73,11 @@ def test_pubmedqa_rejects_unknown_decision(tmp_path: Path):
 @pytest.mark.parametrize(
     ("content", "message", "line"),
     [
-        (b'{"realidx": 1}\n{broken\n', "malformed JSON", 2),
-        (b"[1, 2]\n", "expected a JSON object", 1),
-        (b"\n\n", "has no records", None),
-        (b'{"question": "caf\xe9"}\n', "not UTF-8", None),
+        (b'{"realidx": 1}\n{broken\n', "invalid JSON at column 2", 2),
+        (b"[1, 2]\n", "expected a JSON object, got a JSON array", 1),
+        (b"\n\n", "file is empty", None),
+        (b'{"realidx": 1}\n{"question": "caf\xe9"}\n', "invalid UTF-8 byte 0xe9", 2),
+        (b'\xef\xbb\xbf{"realidx": 1}\n[1]\n', "got a JSON array", 2),
     ],
 )
 def test_unusable_jsonl_stops_with_line(tmp_path: Path, content: bytes, message: str, line):
