@@ -18,6 +18,7 @@ from corpusforge.generators.pipeline import (
     RunInfo,
     generate_shard,
     load_plan,
+    local_staging,
     plan_release,
 )
 from corpusforge.generators.publish import publish_release
@@ -67,14 +68,15 @@ def run_build(args: argparse.Namespace) -> int:
             _report(bar, done, num_shards, rows)
     else:
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            futures = [pool.submit(generate_shard, staging, index) for index in order]
+            futures = [pool.submit(generate_shard, str(staging), index) for index in order]
             for done, future in enumerate(as_completed(futures), start=1):
                 rows += future.result()["rows"]
                 _report(bar, done, num_shards, rows)
     if bar is not None:
         bar.close()
 
-    validate_staging(staging)
+    with local_staging(staging) as local:
+        validate_staging(local)
     published = publish_release(staging)
     print(json.dumps(published.to_json(), indent=2))
     return 0
@@ -133,7 +135,8 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
-    print(f"{manifest['dataset']} release {manifest['release']} at {path.absolute()}")
+    where = path.absolute() if isinstance(path, Path) else path
+    print(f"{manifest['dataset']} release {manifest['release']} at {where}")
     for config, splits in sorted(manifest["splits"].items()):
         for split, rows in sorted(splits.items()):
             print(f"  {config}/{split}: {rows} rows")
@@ -210,7 +213,8 @@ def run_export(args: argparse.Namespace) -> int:
         from corpusforge.generators.med_mim.export import export_med_mim_json
 
         path = store.release_dir(args.output_root, args.dataset, args.release)
-        print(json.dumps(export_med_mim_json(Path(path), args.out), indent=2))
+        with store.local_release(path) as local:
+            print(json.dumps(export_med_mim_json(local, args.out), indent=2))
         return 0
     if args.dataset != "stephint":
         raise ConfigError(
@@ -219,7 +223,8 @@ def run_export(args: argparse.Namespace) -> int:
     from corpusforge.generators.stephint.verl import export_verl
 
     path = store.release_dir(args.output_root, args.dataset, args.release)
-    result = export_verl(Path(path), args.out, include_answer_hints=args.include_answer_hints)
+    with store.local_release(path) as local:
+        result = export_verl(local, args.out, include_answer_hints=args.include_answer_hints)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -228,7 +233,8 @@ def run_score(args: argparse.Namespace) -> int:
     from corpusforge.generators.mllmu_med.scoring import read_predictions, score_release
 
     path = store.release_dir(args.output_root, args.dataset, args.release)
-    report = score_release(path, read_predictions(args.predictions), args.config, args.ues)
+    with store.local_release(path) as local:
+        report = score_release(local, read_predictions(args.predictions), args.config, args.ues)
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")

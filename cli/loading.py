@@ -11,6 +11,9 @@ Their records carry only ids, and `load` puts the images back:
 
 `datasets.Dataset(load(...))` gives a Hugging Face dataset whose images decode,
 because the table keeps the schema's features metadata.
+
+A release on an object store is read through fsspec: pass its attempt folder's
+URL, or its key with an `output_root` URL, and the pointer file is followed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
+from upath import UPath
 
+from corpusforge.generators import objstore
 from corpusforge.generators.errors import ConfigError
 from corpusforge.schemas.features import IMAGE_FIELD_KEY
 
@@ -41,13 +46,14 @@ def release_path(
     release: str | os.PathLike[str],
     dataset: str | None = None,
     output_root: str | os.PathLike[str] | None = None,
-) -> Path:
+) -> Path | UPath:
     """Return a release folder: `release` itself if it contains manifest.json, else a key.
 
     A key needs `dataset`; `output_root` defaults to $CORPUSFORGE_OUTPUT_ROOT, else
-    ./published. The key `LATEST` names the newest release.
+    ./published. The key `LATEST` names the newest release. Folders and roots
+    may be fsspec URLs such as `s3://bucket/prefix`.
     """
-    path = Path(release)
+    path = objstore.location(release)
     if (path / "manifest.json").is_file():
         return path
     if dataset is None:
@@ -61,7 +67,7 @@ def release_path(
     return store.release_dir(root, dataset, str(release))
 
 
-def card_configs(release_dir: Path) -> list[dict[str, Any]]:
+def card_configs(release_dir: Path | UPath) -> list[dict[str, Any]]:
     """Return the `configs` list of a release's dataset card, or [] without one."""
     card = release_dir / "README.md"
     if not card.is_file():
@@ -77,7 +83,7 @@ def card_configs(release_dir: Path) -> list[dict[str, Any]]:
     return list(front_matter.get("configs") or [])
 
 
-def data_files(release_dir: Path, config: str, split: str) -> list[Path]:
+def data_files(release_dir: Path | UPath, config: str, split: str) -> list[Path | UPath]:
     """Return the Parquet files of (config, split), in the order the card or manifest lists them."""
     for entry in card_configs(release_dir):
         if entry.get("config_name") != config:
@@ -89,12 +95,12 @@ def data_files(release_dir: Path, config: str, split: str) -> list[Path]:
                 f"splits: {', '.join(sorted(splits)) or 'none'}"
             )
         patterns = splits[split] if isinstance(splits[split], list) else [splits[split]]
-        files: list[Path] = []
+        files: list[Path | UPath] = []
         for pattern in patterns:
-            matches = sorted(glob.glob(str(release_dir / pattern)))
+            matches = _glob(release_dir, pattern)
             if not matches:
                 raise ConfigError(f"{release_dir}: no file matches {pattern!r} of {config}/{split}")
-            files.extend(Path(match) for match in matches)
+            files.extend(matches)
         return files
 
     manifest = json.loads((release_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -133,13 +139,28 @@ def _image_columns(schema: pa.Schema) -> list[tuple[str, str, bool]]:
     return pairs
 
 
-def _read(files: list[Path], columns: list[str] | None) -> pa.Table:
-    tables = [pq.read_table(file, columns=columns) for file in files]
+def _glob(release_dir: Path | UPath, pattern: str) -> list[Path | UPath]:
+    """Return the files under `release_dir` that match `pattern`, sorted."""
+    if isinstance(release_dir, UPath):
+        matches = release_dir.fs.glob(f"{release_dir.path}/{pattern}")
+        prefix = release_dir.path.rstrip("/") + "/"
+        return [release_dir / match[len(prefix) :] for match in sorted(matches)]
+    return [Path(match) for match in sorted(glob.glob(str(release_dir / pattern)))]
+
+
+def _read_table(file: Path | UPath, columns: list[str] | None) -> pa.Table:
+    if isinstance(file, UPath):
+        return pq.read_table(file.path, columns=columns, filesystem=file.fs)
+    return pq.read_table(file, columns=columns)
+
+
+def _read(files: list[Path | UPath], columns: list[str] | None) -> pa.Table:
+    tables = [_read_table(file, columns) for file in files]
     schema = tables[0].schema
     return pa.concat_tables([table.cast(schema) for table in tables])
 
 
-def _stored_images(release_dir: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
+def _stored_images(release_dir: Path | UPath, ids: set[str]) -> dict[str, dict[str, Any]]:
     """Return the cells of `ids` from the release's images config, raising when any is missing."""
     manifest = json.loads((release_dir / "manifest.json").read_text(encoding="utf-8"))
     files = [
@@ -150,7 +171,7 @@ def _stored_images(release_dir: Path, ids: set[str]) -> dict[str, dict[str, Any]
     found: dict[str, dict[str, Any]] = {}
     wanted = pa.array(sorted(ids), pa.string())
     for file in files:
-        table = pq.read_table(file, columns=[IMAGE_ID_COLUMN, IMAGE_COLUMN])
+        table = _read_table(file, [IMAGE_ID_COLUMN, IMAGE_COLUMN])
         table = table.filter(pc.is_in(table.column(IMAGE_ID_COLUMN), value_set=wanted))
         for image_id, cell in zip(
             table.column(IMAGE_ID_COLUMN).to_pylist(),
@@ -167,7 +188,7 @@ def _stored_images(release_dir: Path, ids: set[str]) -> dict[str, dict[str, Any]
     return found
 
 
-def attach_images(release_dir: Path, table: pa.Table) -> pa.Table:
+def attach_images(release_dir: Path | UPath, table: pa.Table) -> pa.Table:
     """Fill empty image columns from the release's `images` config, by image id."""
     for column, id_column, is_list in _image_columns(table.schema):
         images = table.column(column).to_pylist()

@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--output-root",
             default=DEFAULT_OUTPUT_ROOT,
-            help="folder of the releases (default: $CORPUSFORGE_OUTPUT_ROOT or ./published)",
+            help=(
+                "folder or fsspec URL (s3://, gs://, memory://) of the releases "
+                "(default: $CORPUSFORGE_OUTPUT_ROOT or ./published)"
+            ),
         )
 
     build = commands.add_parser("build", help="build and publish a dataset without a scheduler")

@@ -334,16 +334,22 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
         @task
         def validate(shards: list[dict[str, Any]]) -> str:
             from corpusforge.data_contracts import validate_staging
+            from corpusforge.generators.pipeline import local_staging
 
             staging = shards[0]["staging"]
             try:
-                validate_staging(staging)
+                # Contract checks read local files: a staging folder on an object
+                # store is downloaded, and its validation/ results are uploaded back.
+                with local_staging(staging) as local:
+                    validate_staging(local)
             except Exception as error:
                 raise _permanent(error) from error
             log.info("staged release %s passed its contract", staging)
             return staging
 
-        @task(outlets=[asset])
+        # One publish per dataset at a time across all runs: on a local disk the
+        # library also takes a file lock, but an object store has none.
+        @task(outlets=[asset], max_active_tis_per_dag=1)
         def publish(staging: str) -> dict[str, Any]:
             from corpusforge.generators.publish import publish_release
 

@@ -98,8 +98,46 @@ def _loading_snippet(manifest: dict[str, Any]) -> str:
     )
 
 
-def render_card(manifest: dict[str, Any], builder: DatasetBuilder, release_dir: Path) -> str:
-    header = yaml.safe_dump(front_matter(manifest, builder), sort_keys=False, allow_unicode=True)
+def _remote_loading_snippet(
+    manifest: dict[str, Any], configs: list[dict[str, Any]], location: str
+) -> str:
+    """Return loading code with the full URLs of the first config's files under `location`."""
+    config = configs[0] if configs else {"config_name": "default", "data_files": []}
+    data_files: dict[str, list[str]] = {}
+    for entry in config.get("data_files") or []:
+        patterns = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
+        data_files[entry["split"]] = [f"{location}/{pattern}" for pattern in patterns]
+    first = manifest["shards"][0] if manifest["shards"] else None
+    first_files = [
+        f"{location}/{shard['path']}"
+        for shard in manifest["shards"]
+        if first and (shard["config"], shard["split"]) == (first["config"], first["split"])
+    ]
+    return (
+        f"The files of config `{config['config_name']}`; the front matter above lists every "
+        "config relative to this folder. `storage_options` are the fsspec driver's options "
+        "(for s3fs, such as `endpoint_url`); credentials come from the driver's usual "
+        "environment variables.\n\n"
+        "```python\n"
+        "from datasets import load_dataset\n\n"
+        f"data_files = {json.dumps(data_files, indent=4)}\n"
+        'ds = load_dataset("parquet", data_files=data_files, storage_options={})\n\n'
+        "import pandas as pd\n\n"
+        f"files = {json.dumps(first_files, indent=4)}\n"
+        "df = pd.concat(pd.read_parquet(url, storage_options={}) for url in files)\n"
+        "```\n"
+    )
+
+
+def render_card(
+    manifest: dict[str, Any],
+    builder: DatasetBuilder,
+    release_dir: Path,
+    location: str | None = None,
+) -> str:
+    """Render the card; `location` is the URL of a release on an object store, for loading code."""
+    matter = front_matter(manifest, builder)
+    header = yaml.safe_dump(matter, sort_keys=False, allow_unicode=True)
     lines = [f"---\n{header}---\n", f"# {builder.pretty_name}: release {manifest['release']}\n"]
     lines.append(builder.description.strip() + "\n")
 
@@ -114,7 +152,10 @@ def render_card(manifest: dict[str, Any], builder: DatasetBuilder, release_dir: 
         lines.append("")
 
     lines.append("## Loading\n")
-    lines.append(_loading_snippet(manifest))
+    if location is None:
+        lines.append(_loading_snippet(manifest))
+    else:
+        lines.append(_remote_loading_snippet(manifest, matter["configs"], location))
 
     lines.append("## Statistics\n")
     lines.append("| config | split | rows |\n|---|---|---|")
@@ -166,6 +207,12 @@ def render_card(manifest: dict[str, Any], builder: DatasetBuilder, release_dir: 
     return "\n".join(lines)
 
 
-def write_card(release_dir: Path, manifest: dict[str, Any], builder: DatasetBuilder) -> None:
-    text = render_card(manifest, builder, release_dir)
+def write_card(
+    release_dir: Path,
+    manifest: dict[str, Any],
+    builder: DatasetBuilder,
+    location: str | None = None,
+) -> None:
+    """Write README.md into `release_dir`; pass `location` for a release on an object store."""
+    text = render_card(manifest, builder, release_dir, location)
     (release_dir / "README.md").write_text(text, encoding="utf-8")

@@ -8,6 +8,16 @@
 <output_root>/<dataset>/LATEST               name of the newest complete release
 <output_root>/<dataset>/.staging/<release>.<attempt>/    work in progress
 ```
+
+On an object store (an fsspec URL such as `s3://bucket/prefix`, see
+`objstore`), which has neither links nor renames, small pointer files take the
+place of the links:
+
+```
+<output_root>/<dataset>/<release>.json       pointer: {"release", "attempt", "path", ...}
+<output_root>/<dataset>/LATEST               name of the newest complete release
+<output_root>/<dataset>/.releases/<release>.<attempt>/   staged in place, then immutable
+```
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from corpusforge.generators import objstore
 from corpusforge.generators.errors import ConfigError
 
 DATASETS = ("stephint", "mllmu_med", "med_mim")
@@ -24,6 +35,7 @@ LATEST = "LATEST"
 STAGING_DIR = ".staging"
 RELEASES_DIR = ".releases"
 LOCK_FILE = ".publish.lock"
+POINTER_SUFFIX = ".json"
 
 
 def check_release_key(release: str) -> str:
@@ -59,10 +71,16 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def dataset_dir(output_root: str | Path, dataset: str) -> Path:
+def dataset_dir(output_root: str | Path, dataset: str) -> objstore.Location:
+    """Return the dataset's folder: a Path under a local root, a UPath under a remote one."""
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    return Path(output_root) / dataset
+    return objstore.location(output_root) / dataset
+
+
+def pointer_name(release: str) -> str:
+    """Return the name of the pointer file that publishes `release` on an object store."""
+    return release + POINTER_SUFFIX
 
 
 def shard_file_name(split: str, number: int, total: int) -> str:

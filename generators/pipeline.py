@@ -7,21 +7,27 @@ folder only, so a retried step rewrites its own files and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import secrets
+import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from corpusforge.generators import layout
+from upath import UPath
+
+from corpusforge.generators import layout, objstore
 from corpusforge.generators.base import PlanContext, ResolvedSource, ShardContext, ShardTask
 from corpusforge.generators.errors import ConfigError
-from corpusforge.generators.llm.settings import LLMSettings
+from corpusforge.generators.faults import crash_point
+from corpusforge.generators.llm.settings import DEFAULT_CACHE_DIR, LLMSettings
 from corpusforge.generators.llm.usage import collect_usage
 from corpusforge.generators.registry import get_builder
 from corpusforge.generators.seeding import derive_seed
@@ -97,11 +103,13 @@ def _check_params(params: BuildParams) -> None:
         raise ConfigError(f"invalid seed {params.seed!r}: use a non-negative integer")
 
 
-def plan_release(params: BuildParams, run: RunInfo | None = None) -> Path:
+def plan_release(params: BuildParams, run: RunInfo | None = None) -> objstore.Location:
     """Resolve sources, split the release into shards and write `plan.json`.
 
-    Returns the new staging folder. Structural problems in the sources raise
-    SourceError here, before any shard runs.
+    Returns the new staging folder: a Path under `.staging/` for a local output
+    root, or a UPath of the attempt folder under `.releases/` for an object
+    store, where shards are staged in place because a folder cannot be renamed.
+    Structural problems in the sources raise SourceError here, before any shard runs.
     """
     run = run or RunInfo()
     _check_params(params)
@@ -116,7 +124,11 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> Path:
             f"known: {sorted(builder.default_options())}"
         )
     reference_date = reference_date_for(release, options)
-    llm = LLMSettings.from_json(params.llm).with_cache_under(params.output_root)
+    root = objstore.location(params.output_root)
+    llm = LLMSettings.from_json(params.llm)
+    if isinstance(root, UPath) and not llm.cache:
+        llm = replace(llm, cache=str(root / DEFAULT_CACHE_DIR))
+    llm = llm.with_cache_under(root)
     options["llm"] = llm.to_json()
 
     source_texts = params.sources or builder.default_sources()
@@ -148,8 +160,12 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> Path:
         layout.check_name("split", shard.split)
 
     attempt = f"{release}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-    staging = layout.dataset_dir(params.output_root, params.dataset) / layout.STAGING_DIR / attempt
-    (staging / "parts").mkdir(parents=True)
+    dataset_dir = layout.dataset_dir(root, params.dataset)
+    if isinstance(dataset_dir, UPath):
+        staging = dataset_dir / layout.RELEASES_DIR / attempt
+    else:
+        staging = dataset_dir / layout.STAGING_DIR / attempt
+        (staging / "parts").mkdir(parents=True)
     plan = {
         "dataset": params.dataset,
         "release": release,
@@ -163,7 +179,7 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> Path:
             "shard_size": params.shard_size,
             "options": options,
         },
-        "output_root": str(Path(params.output_root).resolve()),
+        "output_root": str(root) if isinstance(root, UPath) else str(root.resolve()),
         "sources": [source.to_json() for source in resolved],
         "shards": [shard.to_json() for shard in shards],
         "run": {
@@ -186,20 +202,60 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> Path:
     return staging
 
 
-def load_plan(staging: str | Path) -> dict[str, Any]:
-    path = Path(staging) / "plan.json"
+def load_plan(staging: str | Path | UPath) -> dict[str, Any]:
+    folder = objstore.location(staging)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(folder, UPath):
+            return objstore.read_json(folder / "plan.json")
+        return json.loads((folder / "plan.json").read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise ConfigError(f"no plan.json in {staging}: is this a staging folder?") from error
 
 
-def generate_shard(staging: str | Path, index: int) -> dict[str, Any]:
+def generate_shard(staging: str | Path | UPath, index: int) -> dict[str, Any]:
     """Generate shard `index` of a planned release and write its part, quarantine and stats.
 
     Rerunning a shard replaces its files, so a task retry never appends rows.
+    A remote staging folder gets the files generated in a local temporary folder.
     """
-    staging = Path(staging)
+    folder = objstore.location(staging)
+    if isinstance(folder, UPath):
+        return _generate_remote_shard(folder, index)
+    return _generate_local_shard(folder, index)
+
+
+def _generate_remote_shard(staging: UPath, index: int) -> dict[str, Any]:
+    """Generate a shard locally, then upload its part and quarantine file, and its stats last.
+
+    The stats object marks the shard as done, so it is removed before the new
+    files go up: a retry killed midway leaves a shard that validation reports as
+    not generated, never old stats next to a new part.
+    """
+    plan = load_plan(staging)
+    name = layout.part_name(index)
+    with tempfile.TemporaryDirectory(prefix=f"corpusforge-{name}-") as tmp:
+        local = Path(tmp)
+        (local / "parts").mkdir()
+        _write_json(local / "plan.json", plan)
+        stats = _generate_local_shard(local, index)
+
+        objstore.remove(staging / "parts" / f"{name}.json")
+        part = staging / "parts" / f"{name}.parquet"
+        if stats["file"]:
+            objstore.put_file(local / stats["file"], part)
+        else:
+            objstore.remove(part)
+        crash_point("after_part_upload")
+        quarantine = staging / "quarantine" / f"{name}.jsonl"
+        if stats["quarantine_file"]:
+            objstore.put_file(local / stats["quarantine_file"], quarantine)
+        else:
+            objstore.remove(quarantine)
+        objstore.put_file(local / "parts" / f"{name}.json", staging / "parts" / f"{name}.json")
+    return stats
+
+
+def _generate_local_shard(staging: Path, index: int) -> dict[str, Any]:
     plan = load_plan(staging)
     shards = plan["shards"]
     if not 0 <= index < len(shards):
@@ -237,15 +293,40 @@ def generate_shard(staging: str | Path, index: int) -> dict[str, Any]:
     return stats
 
 
-def quarantine_counts(staging: str | Path) -> Counter:
+def quarantine_counts(staging: str | Path | UPath) -> Counter:
     """Return quarantined records by reason over every generated shard."""
     counts: Counter = Counter()
-    for stats_file in sorted((Path(staging) / "parts").glob("shard-*.json")):
+    for stats_file in sorted(objstore.location(staging).joinpath("parts").glob("shard-*.json")):
         counts.update(json.loads(stats_file.read_text())["quarantined"])
     return counts
 
 
-def _write_json(path: Path, data: Any) -> None:
+@contextlib.contextmanager
+def local_staging(staging: str | Path | UPath) -> Iterator[Path]:
+    """Yield a local folder with the staged files, for checks that read local files.
+
+    A local staging folder is yielded as it is. A remote one is downloaded to a
+    temporary folder (without `validation/`), and whatever the block writes
+    under `validation/` is uploaded back, also when the block raises, so failed
+    contract results are on the store too.
+    """
+    folder = objstore.location(staging)
+    if not isinstance(folder, UPath):
+        yield folder
+        return
+    with objstore.local_copy(folder, "corpusforge-staging-", skip=("validation",)) as local:
+        try:
+            yield local
+        finally:
+            if (local / "validation").is_dir():
+                objstore.remove(folder / "validation", recursive=True)
+                objstore.upload(local / "validation", folder / "validation")
+
+
+def _write_json(path: Path | UPath, data: Any) -> None:
+    if isinstance(path, UPath):
+        objstore.write_json(path, data)
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     os.replace(tmp, path)

@@ -8,6 +8,9 @@ Steps, each safe to interrupt:
 5. move `LATEST` forward when this release is the newest by its order date.
 A kill before step 4 leaves the previous release untouched; the switch itself
 is one `rename(2)`, which POSIX makes atomic on a local file system.
+
+A staging folder on an object store is published by `remote_release`, with
+pointer files in place of the link and the rename.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corpusforge.generators import layout
+from upath import UPath
+
+from corpusforge.generators import layout, objstore
 from corpusforge.generators.card import write_card
 from corpusforge.generators.errors import PublishError, ValidationFailed
 from corpusforge.generators.faults import crash_point
@@ -63,7 +68,7 @@ def publish_lock(dataset_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _read_validation(staging: Path) -> dict[str, Any]:
+def _read_validation(staging: Path | UPath) -> dict[str, Any]:
     summary_path = staging / "validation" / "summary.json"
     if not summary_path.exists():
         raise ValidationFailed(
@@ -76,7 +81,7 @@ def _read_validation(staging: Path) -> dict[str, Any]:
     return summary
 
 
-def _final_shards(staging: Path, plan: dict[str, Any]) -> list[dict[str, Any]]:
+def _final_shards(staging: Path | UPath, plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Check every part against its stats and assign final shard names (no renames yet)."""
     stats = []
     for task in plan["shards"]:
@@ -154,16 +159,50 @@ def _write_latest(dataset_dir: Path, release: str) -> None:
     os.replace(tmp, dataset_dir / layout.LATEST)
 
 
-def read_latest(dataset_dir: Path) -> str | None:
+def read_latest(dataset_dir: Path | UPath) -> str | None:
+    """Return the release that LATEST names, or None before the first publish."""
     try:
+        if isinstance(dataset_dir, UPath):
+            return objstore.read_text(dataset_dir / layout.LATEST).strip() or None
         return (dataset_dir / layout.LATEST).read_text().strip() or None
     except FileNotFoundError:
         return None
 
 
-def publish_release(staging: str | Path) -> PublishedRelease:
+def release_manifest(
+    staging: Path | UPath,
+    plan: dict[str, Any],
+    shards: list[dict[str, Any]],
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """Build the manifest from the final shards and the quarantine and LLM stats of every shard."""
+    quarantined: dict[str, int] = {}
+    llm_sections = []
+    for task in plan["shards"]:
+        stats_path = staging / "parts" / f"{layout.part_name(task['index'])}.json"
+        shard_stats = json.loads(stats_path.read_text())
+        for reason, count in shard_stats["quarantined"].items():
+            quarantined[reason] = quarantined.get(reason, 0) + count
+        llm_sections.append(shard_stats.get("llm"))
+    for shard in shards:
+        shard.pop("part")
+        shard.pop("shard_index")
+
+    created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return build_manifest(
+        plan, shards, quarantined, validation, created_at, llm=merge_usage(llm_sections)
+    )
+
+
+def publish_release(staging: str | Path | UPath) -> PublishedRelease:
     """Publish a validated staging folder as its release and move LATEST forward."""
-    staging = Path(staging)
+    folder = objstore.location(staging)
+    if isinstance(folder, UPath):
+        # Imported here because remote_release builds on this module's helpers.
+        from corpusforge.generators.remote_release import publish_remote
+
+        return publish_remote(folder)
+    staging = folder
     plan = load_plan(staging)
     dataset = plan["dataset"]
     release = plan["release"]
@@ -174,22 +213,7 @@ def publish_release(staging: str | Path) -> PublishedRelease:
         shards = _final_shards(staging, plan)
         crash_point("before_move_parts")
         _move_parts(staging, shards)
-        quarantined: dict[str, int] = {}
-        llm_sections = []
-        for task in plan["shards"]:
-            stats_path = staging / "parts" / f"{layout.part_name(task['index'])}.json"
-            shard_stats = json.loads(stats_path.read_text())
-            for reason, count in shard_stats["quarantined"].items():
-                quarantined[reason] = quarantined.get(reason, 0) + count
-            llm_sections.append(shard_stats.get("llm"))
-        for shard in shards:
-            shard.pop("part")
-            shard.pop("shard_index")
-
-        created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        manifest = build_manifest(
-            plan, shards, quarantined, validation, created_at, llm=merge_usage(llm_sections)
-        )
+        manifest = release_manifest(staging, plan, shards, validation)
         write_card(staging, manifest, get_builder(dataset))
         _write_json(staging / "manifest.json", manifest)
         shutil.rmtree(staging / "parts")

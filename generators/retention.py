@@ -6,6 +6,11 @@ names. It also removes staging folders and unlinked attempt folders under
 `.releases/` that no process has written to for `max_age`. It holds the
 publish lock while it works, so it never races a publish of the same dataset
 on this machine.
+
+On an object store a release is a pointer file (see `remote_release`). There
+is no staging folder there, because attempts are staged in place under
+`.releases/`, so an attempt folder that no pointer names and that nothing has
+written to for `max_age` is an abandoned run.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpusforge.generators import layout
-from corpusforge.generators.errors import ConfigError
+from upath import UPath
+
+from corpusforge.generators import layout, objstore
+from corpusforge.generators.errors import ConfigError, PublishError
 from corpusforge.generators.publish import publish_lock, read_latest
+from corpusforge.generators.remote_release import pointer_target, published_releases, read_pointer
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,10 @@ def prune(
     now = now or dt.datetime.now(dt.UTC)
     dataset_dir = layout.dataset_dir(output_root, dataset)
     result = PruneResult(dataset=dataset, dry_run=dry_run)
+    if isinstance(dataset_dir, UPath):
+        _prune_remote(dataset_dir, keep, now.timestamp() - max_age.total_seconds(), result)
+        _log_result(result)
+        return result
     if not dataset_dir.is_dir():
         return result
 
@@ -110,17 +122,84 @@ def prune(
                 log.info("removing abandoned staging folder %s", staging)
                 shutil.rmtree(staging)
 
+    _log_result(result)
+    return result
+
+
+def _log_result(result: PruneResult) -> None:
     log.info(
         "%s %s: kept %d releases, %s %d releases, %d attempt folders, %d staging folders",
-        "dry run for" if dry_run else "pruned",
-        dataset,
+        "dry run for" if result.dry_run else "pruned",
+        result.dataset,
         len(result.kept),
-        "would remove" if dry_run else "removed",
+        "would remove" if result.dry_run else "removed",
         len(result.removed_releases),
         len(result.removed_attempts),
         len(result.removed_staging),
     )
-    return result
+
+
+def _prune_remote(dataset_dir: UPath, keep: int, cutoff: float, result: PruneResult) -> None:
+    """Prune a dataset on an object store: pointer first, then its attempt folder.
+
+    NOTE: an object store has no lock, so run prune when no publish of the
+    dataset is running: a publish that reads LATEST while prune removes the
+    release LATEST named before can compare against a missing pointer.
+    """
+    latest = read_latest(dataset_dir)
+    releases = []
+    for name in published_releases(dataset_dir):
+        pointer = read_pointer(dataset_dir, name)
+        if pointer is None:
+            continue
+        try:
+            target = pointer_target(dataset_dir, pointer)
+        except PublishError as error:
+            log.warning("%s; its attempt folder is left alone", error)
+            target = None
+        ordered_at = str(pointer.get("ordered_at") or "")
+        if not ordered_at:
+            log.warning("release %s has no order date, so it counts as the oldest", name)
+        releases.append((ordered_at, name, target))
+    releases.sort(key=lambda item: (item[0], item[1]))
+
+    kept = {name for _, name, _ in releases[-keep:]}
+    if latest is not None:
+        kept.add(latest)
+    result.kept = [name for _, name, _ in releases if name in kept]
+    targets = {target.path for _, name, target in releases if target is not None and name in kept}
+    for ordered_at, name, target in releases:
+        if name in kept:
+            continue
+        result.removed_releases.append(name)
+        if not result.dry_run:
+            log.info("removing release %s (ordered at %s)", name, ordered_at or "unknown")
+            objstore.remove(dataset_dir / layout.pointer_name(name))
+            if target is not None:
+                objstore.remove(target, recursive=True)
+        if target is not None:
+            targets.add(target.path)  # removed above, or kept out of the idle check in a dry run
+
+    for name, kind in objstore.children(dataset_dir / layout.RELEASES_DIR):
+        attempt = dataset_dir / layout.RELEASES_DIR / name
+        if kind != "directory" or attempt.path in targets or _last_remote_write(attempt) > cutoff:
+            continue
+        result.removed_attempts.append(name)
+        if not result.dry_run:
+            log.info("removing unlinked attempt folder %s", attempt)
+            objstore.remove(attempt, recursive=True)
+
+
+def _last_remote_write(folder: UPath) -> float:
+    """Return the newest modification time of the objects under `folder`, in epoch seconds."""
+    newest = 0.0
+    for relative in objstore.files_under(folder):
+        try:
+            modified = folder.fs.modified(f"{folder.path}/{relative}")
+        except FileNotFoundError:
+            continue  # removed by a running task while this loop ran
+        newest = max(newest, modified.timestamp())
+    return newest
 
 
 def _releases(dataset_dir: Path) -> list[_Release]:

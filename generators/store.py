@@ -1,23 +1,33 @@
-"""Read published releases: list them, load manifests, verify checksums."""
+"""Read published releases: list them, load manifests, verify checksums.
+
+Under a local output root a release is a symbolic link to its attempt folder.
+On an object store it is a pointer file (see `remote_release`). The functions
+here follow both, and return the attempt folder of a remote release as a UPath.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corpusforge.generators import layout
-from corpusforge.generators.errors import ConfigError
+from upath import UPath
+
+from corpusforge.generators import layout, objstore
+from corpusforge.generators.errors import ConfigError, PublishError
 from corpusforge.generators.manifest import content_fingerprint
 from corpusforge.generators.publish import read_latest
+from corpusforge.generators.remote_release import pointer_target, published_releases, read_pointer
 from corpusforge.generators.shard_writer import file_sha256
 
 
 @dataclass(frozen=True)
 class ReleaseInfo:
     release: str
-    path: Path
+    path: Path | UPath
     num_rows: int
     created_at: str
     ordered_at: str
@@ -28,6 +38,8 @@ class ReleaseInfo:
 def list_releases(output_root: str | Path, dataset: str) -> list[ReleaseInfo]:
     """Return the published releases of `dataset`, oldest first by order date."""
     root = layout.dataset_dir(output_root, dataset)
+    if isinstance(root, UPath):
+        return _list_remote_releases(root)
     if not root.exists():
         return []
     latest = read_latest(root)
@@ -50,27 +62,89 @@ def list_releases(output_root: str | Path, dataset: str) -> list[ReleaseInfo]:
     return sorted(releases, key=lambda info: (info.ordered_at, info.release))
 
 
-def release_dir(output_root: str | Path, dataset: str, release: str | None) -> Path:
-    """Return the folder of `release`, or of LATEST when `release` is None or 'LATEST'."""
+def _list_remote_releases(root: UPath) -> list[ReleaseInfo]:
+    latest = read_latest(root)
+    releases = []
+    for name in published_releases(root):
+        pointer = read_pointer(root, name)
+        if pointer is None:
+            continue  # removed by a prune while this loop ran
+        path = pointer_target(root, pointer)
+        manifest = load_manifest(path)
+        releases.append(
+            ReleaseInfo(
+                release=name,
+                path=path,
+                num_rows=manifest["num_rows"],
+                created_at=manifest["created_at"],
+                ordered_at=manifest["run"]["ordered_at"],
+                content_fingerprint=manifest["content_fingerprint"],
+                latest=name == latest,
+            )
+        )
+    return sorted(releases, key=lambda info: (info.ordered_at, info.release))
+
+
+def release_dir(output_root: str | Path, dataset: str, release: str | None) -> Path | UPath:
+    """Return the folder of `release`, or of LATEST when `release` is None or 'LATEST'.
+
+    On an object store this is the attempt folder that the release's pointer names.
+    """
     root = layout.dataset_dir(output_root, dataset)
     if release in (None, layout.LATEST):
         release = read_latest(root)
         if release is None:
             raise ConfigError(f"{root} has no LATEST release: publish one first")
-    path = root / release
-    if not (path / "manifest.json").exists():
+    if isinstance(root, UPath):
+        path = _resolve_remote(root, release)
+        found = path is not None and objstore.exists(path / "manifest.json")
+    else:
+        path = root / release
+        found = (path / "manifest.json").exists()
+    if not found:
         known = ", ".join(info.release for info in list_releases(output_root, dataset)) or "none"
         raise ConfigError(f"release {release!r} not found under {root}; published: {known}")
     return path
 
 
-def load_manifest(path: Path) -> dict[str, Any]:
-    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+def _resolve_remote(root: UPath, release: str) -> UPath | None:
+    pointer = read_pointer(root, release)
+    if pointer is None:
+        return None
+    try:
+        return pointer_target(root, pointer)
+    except PublishError as error:
+        raise ConfigError(str(error)) from error
 
 
-def verify_release(path: Path) -> list[str]:
+def load_manifest(path: Path | UPath) -> dict[str, Any]:
+    folder = objstore.location(path)
+    if isinstance(folder, UPath):
+        return objstore.read_json(folder / "manifest.json")
+    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def local_release(path: Path | UPath) -> Iterator[Path]:
+    """Yield a local folder with the release's files: `path` itself, or a temporary download.
+
+    Readers that need local files, such as the exports, use it; a remote
+    release is downloaded whole, so it needs that much local disk space.
+    """
+    folder = objstore.location(path)
+    if not isinstance(folder, UPath):
+        yield folder
+        return
+    with objstore.local_copy(folder, "corpusforge-release-") as local:
+        yield local
+
+
+def verify_release(path: Path | UPath) -> list[str]:
     """Recompute every checksum of a release; return one message per problem found."""
-    path = Path(path)
+    folder = objstore.location(path)
+    if isinstance(folder, UPath):
+        return _verify_remote_release(folder)
+    path = folder
     manifest = load_manifest(path)
     problems = []
     listed = set()
@@ -91,6 +165,31 @@ def verify_release(path: Path) -> list[str]:
         relative = str(file.relative_to(path))
         if relative not in listed:
             problems.append(f"{relative}: not listed in the manifest")
+    if content_fingerprint(manifest) != manifest["content_fingerprint"]:
+        problems.append("manifest.json: content_fingerprint does not match the manifest's content")
+    return problems
+
+
+def _verify_remote_release(path: UPath) -> list[str]:
+    """Check the objects of a release on an object store, streaming each shard once."""
+    manifest = load_manifest(path)
+    problems = []
+    listed = set()
+    stored = set(objstore.files_under(path / "data"))
+    for shard in manifest["shards"]:
+        listed.add(shard["path"])
+        if shard["path"].removeprefix("data/") not in stored:
+            problems.append(f"{shard['path']}: missing")
+            continue
+        size = objstore.size(path / shard["path"])
+        if size != shard["bytes"]:
+            problems.append(f"{shard['path']}: size {size} bytes, manifest says {shard['bytes']}")
+        actual = objstore.sha256(path / shard["path"])
+        if actual != shard["sha256"]:
+            problems.append(f"{shard['path']}: sha256 {actual}, manifest says {shard['sha256']}")
+    for relative in sorted(stored):
+        if relative.endswith(".parquet") and f"data/{relative}" not in listed:
+            problems.append(f"data/{relative}: not listed in the manifest")
     if content_fingerprint(manifest) != manifest["content_fingerprint"]:
         problems.append("manifest.json: content_fingerprint does not match the manifest's content")
     return problems
@@ -118,11 +217,11 @@ class StagingProgress:
         return max(num_shards - self.done, 0) * self.seconds / self.done
 
 
-def staging_progress(staging: str | Path) -> StagingProgress:
+def staging_progress(staging: str | Path | UPath) -> StagingProgress:
     """Sum the shard statistics written so far under `<staging>/parts/`."""
     done = rows = 0
     seconds = 0.0
-    for stats_file in sorted((Path(staging) / "parts").glob("shard-*.json")):
+    for stats_file in sorted(objstore.location(staging).joinpath("parts").glob("shard-*.json")):
         try:
             stats = json.loads(stats_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -111,3 +111,37 @@ def test_bad_source_fails_run_without_release(dagbag, airflow_db, tmp_path: Path
     )
     assert dag_run.state == DagRunState.FAILED
     assert store.list_releases(tmp_path / "out", "stephint") == []
+
+
+def test_stephint_run_publishes_to_store(dagbag, airflow_db):
+    import uuid
+
+    import fsspec
+    from upath import UPath
+
+    # dag.test runs every task in this process, so fsspec's in-process memory
+    # store stands in for an object store without links or renames.
+    root = f"memory://cf-dag-{uuid.uuid4().hex[:12]}/out"
+    try:
+        from airflow.utils.state import DagRunState
+
+        conf = {
+            "output_root": root,
+            "release": "store1",
+            "shard_size": 10,
+            "sources": ["synthetic_math:?count=25"],
+        }
+        dag_run = dagbag.dags["stephint"].test(logical_date=None, run_conf=conf)
+        assert dag_run.state == DagRunState.SUCCESS
+        releases = store.list_releases(root, "stephint")
+        assert [info.release for info in releases] == ["store1"]
+        assert releases[0].num_rows == 25
+        assert releases[0].latest
+        assert store.verify_release(releases[0].path) == []
+        pointer = json.loads((UPath(root) / "stephint" / "store1.json").read_text())
+        assert pointer["path"].startswith(".releases/store1.")
+        assert (UPath(root) / "stephint" / "LATEST").read_text().strip() == "store1"
+        assert not (UPath(root) / "stephint" / ".staging").exists()
+        assert dag_run.run_id in json.dumps(store.load_manifest(releases[0].path)["run"])
+    finally:
+        fsspec.filesystem("memory").rm(UPath(root).path, recursive=True)
