@@ -93,8 +93,9 @@ med_mim_dag = dataset_dag(
         "composer": Param(
             "template",
             type="string",
-            enum=["template"],
-            description="Question writer. template: offline templates.",
+            enum=["template", "model"],
+            description="Question writer. template: offline templates. model: the model of "
+            "llm_model rewords the template questions, and a second request verifies them.",
         ),
     },
 )

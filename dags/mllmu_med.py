@@ -85,8 +85,9 @@ mllmu_med_dag = dataset_dag(
         "text_backend": Param(
             "template",
             type="string",
-            enum=["template"],
-            description="Writer of paraphrases and profile sentences; template works offline.",
+            enum=["template", "model"],
+            description="Writer of paraphrases and profile sentences: template works offline, "
+            "model asks the model of llm_model and quarantines replies that lose a private value.",
         ),
     },
 )

@@ -12,4 +12,6 @@ Modules, in the order a request passes through them:
 - `usage` and `progress`: counts for the manifest, log lines and progress bars.
 - `stephint`, `stephint_scorer`, `stephint_teacher`: StepHint's model boundary
   scorer and teacher generation.
+- `mllmu_med_text`: MLLMU-Med's `model` text backend (test paraphrases, profiles).
+- `med_mim_composer`: Med-MIM's `model` composer (reworded and verified questions).
 """

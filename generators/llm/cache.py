@@ -11,6 +11,7 @@ object store the upload of the final name is itself atomic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import secrets
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ class ResponseCache:
     def __init__(self, url: str) -> None:
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url)
+        # A local cache is written with os calls: fsspec's wrappers and a makedirs
+        # per entry cost more CPU than the write itself, once per reply.
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self._folders: set[str] = set()
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -71,7 +77,32 @@ class ResponseCache:
         entry = {"format": CACHE_FORMAT, "path": path, "sample": sample, "response": response}
         # ensure_ascii keeps lone surrogates in replies as \\udXXX escapes instead of failing.
         data = json.dumps(entry, ensure_ascii=True, sort_keys=True).encode("ascii")
-        self.write_atomic(self.entry_path(key), data)
+        if self.local:
+            self._write_local(self.entry_path(key), data)
+        else:
+            self.write_atomic(self.entry_path(key), data)
+
+    def _write_local(self, path: str, data: bytes) -> None:
+        """Write `data` to the local file `path` through a temporary file and `os.replace`."""
+        folder = os.path.dirname(path)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            try:
+                file = open(tmp, "wb")  # noqa: SIM115 - closed below, before the rename
+            except FileNotFoundError:
+                # The folder was removed since this cache created it.
+                os.makedirs(folder, exist_ok=True)
+                file = open(tmp, "wb")  # noqa: SIM115
+            with file:
+                file.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
     def write_atomic(self, path: str, data: bytes) -> None:
         """Write `data` to `path` through a temporary file in the same folder."""

@@ -12,6 +12,10 @@ raise and stop the shard.
 Callers run `run` from synchronous code, typically in the main thread, which
 matters to callers that verify replies with math-verify: its timeout uses
 signals, which work only in the main thread.
+
+A client keeps one event loop and one backend across `run` calls. So the HTTP
+connections of one block stay open for the next block, which would otherwise
+open `concurrency` new ones. `close` ends them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,6 +103,10 @@ class LLMClient:
         self.breaker = CircuitBreaker(settings.breaker_failures, endpoint, label)
         self.jitter = random.Random()
         self._retries_logged = 0
+        self._cache_writes: list[asyncio.Future[None]] = []
+        self._session = _Session(backend_factory)
+        # Closes the loop and the connections of a client that was never closed.
+        self._finalizer = weakref.finalize(self, self._session.close)
 
     @classmethod
     def open(
@@ -146,9 +156,15 @@ class LLMClient:
         replies = self._read_cache(list(unique), progress)
         pending = {key: request for key, request in unique.items() if key not in replies}
         if pending:
-            replies.update(_run_coroutine(self._run_async(pending, progress)))
+            replies.update(
+                self._session.run(lambda backend: self._run_async(backend, pending, progress))
+            )
         progress.finish()
         return [replies[key] for key in keys]
+
+    def close(self) -> None:
+        """Close the backend's connections and the client's event loop. `run` opens them again."""
+        self._session.close()
 
     def _read_cache(self, keys: list[str], progress: Progress) -> dict[str, LLMReply]:
         if self.cache is None:
@@ -165,18 +181,14 @@ class LLMClient:
         return replies
 
     async def _run_async(
-        self, pending: dict[str, LLMRequest], progress: Progress
+        self, backend: Backend, pending: dict[str, LLMRequest], progress: Progress
     ) -> dict[str, LLMReply]:
-        backend = self.backend_factory()
         self.limiter.start_loop()
-        try:
-            if self.settings.mode == "batch" and backend.supports_batch:
-                from corpusforge.generators.llm.batch import BatchRunner
+        if self.settings.mode == "batch" and backend.supports_batch:
+            from corpusforge.generators.llm.batch import BatchRunner
 
-                return await BatchRunner(self, backend).run(pending, progress)
-            return await self._run_online(backend, pending, progress)
-        finally:
-            await backend.aclose()
+            return await BatchRunner(self, backend).run(pending, progress)
+        return await self._run_online(backend, pending, progress)
 
     async def _run_online(
         self, backend: Backend, pending: dict[str, LLMRequest], progress: Progress
@@ -192,12 +204,17 @@ class LLMClient:
 
         workers = min(self.settings.concurrency, len(pending))
         fatal: BaseException | None = None
+        self._cache_writes = []
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
                     group.create_task(worker())
         except BaseExceptionGroup as errors:
             fatal = _first_error(errors)
+        # Replies received before a fatal error are cached too, so a rerun resumes.
+        write_errors = await asyncio.gather(*self._cache_writes, return_exceptions=True)
+        self._cache_writes = []
+        fatal = fatal or next((e for e in write_errors if isinstance(e, BaseException)), None)
         if fatal is not None:
             # Raised outside the except block, so the task group's traceback does not repeat it.
             raise fatal
@@ -228,7 +245,14 @@ class LLMClient:
             if transient is None:
                 self.limiter.on_success()
                 self.breaker.record_success()
-                await self.store_reply(key, request, response, batch=False)
+                self.count_reply(response, batch=False)
+                if self.cache is not None:
+                    # Written in the background: the worker sends its next request meanwhile,
+                    # and _run_online waits for every write before it returns.
+                    write = asyncio.to_thread(
+                        self.cache.put, key, response, path=request.path, sample=request.sample
+                    )
+                    self._cache_writes.append(asyncio.ensure_future(write))
                 return LLMReply(response)
 
             if transient.rate_limited:
@@ -257,12 +281,16 @@ class LLMClient:
         self, key: str, request: LLMRequest, response: dict[str, Any], *, batch: bool
     ) -> None:
         """Count a received reply's tokens and cost, and write it to the cache."""
-        self.usage.add("succeeded")
-        self.count_tokens(response, batch=batch)
+        self.count_reply(response, batch=batch)
         if self.cache is not None:
             await asyncio.to_thread(
                 self.cache.put, key, response, path=request.path, sample=request.sample
             )
+
+    def count_reply(self, response: dict[str, Any], *, batch: bool) -> None:
+        """Count a received reply, its tokens and its cost."""
+        self.usage.add("succeeded")
+        self.count_tokens(response, batch=batch)
 
     def record_failure(self, request: LLMRequest, failure: LLMFailure) -> None:
         self.usage.add_failure(failure.reason)
@@ -332,16 +360,69 @@ def _first_error(errors: BaseExceptionGroup) -> BaseException:
     return flat[0]
 
 
-def _run_coroutine(coroutine: Any) -> Any:
-    """Run `coroutine` to completion from synchronous code, even inside a running event loop."""
+class _Session:
+    """The event loop and backend that a client reuses across `run` calls.
+
+    The loop is an `asyncio.Runner` of the calling thread. When that thread
+    already runs an event loop, each call runs in a worker thread with its own
+    loop and backend, closed after the call, because a backend's connections
+    belong to the loop that opened them.
+    """
+
+    def __init__(self, backend_factory: Callable[[], Backend]) -> None:
+        self.backend_factory = backend_factory
+        self.runner: asyncio.Runner | None = None
+        self.backend: Backend | None = None
+        self.thread: int | None = None
+
+    def run(self, make_coroutine: Callable[[Backend], Any]) -> Any:
+        """Run `make_coroutine(backend)` to completion from synchronous code."""
+        # Decided outside an `except` block, so errors of the run carry no RuntimeError context.
+        if _loop_running():
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                return pool.submit(asyncio.run, self._run_once(make_coroutine)).result()
+        if self.runner is not None and self.thread != threading.get_ident():
+            # An event loop belongs to one thread: a call from another one starts afresh.
+            self.close()
+        if self.runner is None:
+            self.runner = asyncio.Runner()
+            self.thread = threading.get_ident()
+        return self.runner.run(self._run_kept(make_coroutine))
+
+    async def _run_kept(self, make_coroutine: Callable[[Backend], Any]) -> Any:
+        if self.backend is None:
+            self.backend = self.backend_factory()
+        return await make_coroutine(self.backend)
+
+    async def _run_once(self, make_coroutine: Callable[[Backend], Any]) -> Any:
+        backend = self.backend_factory()
+        try:
+            return await make_coroutine(backend)
+        finally:
+            await backend.aclose()
+
+    def close(self) -> None:
+        runner, backend = self.runner, self.backend
+        self.runner = self.backend = self.thread = None
+        if runner is None:
+            return
+        if _loop_running():
+            # Garbage collection inside a running event loop finalized the client: its
+            # loop cannot run here, so the connections close when the process ends.
+            log.debug("left an unclosed llm client's event loop to the garbage collector")
+            return
+        try:
+            if backend is not None:
+                runner.run(backend.aclose())
+            runner.close()
+        except RuntimeError as error:
+            log.debug("could not close the llm client's event loop: %s", error)
+
+
+def _loop_running() -> bool:
+    """Return whether the calling thread is running an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        in_loop = False
-    else:
-        in_loop = True
-    # Called outside the `except` block, so errors of the run carry no RuntimeError context.
-    if not in_loop:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        return False
+    return True

@@ -26,6 +26,13 @@ INVALID_RESPONSE = "llm_invalid_response"
 BAD_REQUEST = "llm_bad_request"
 RETRIES_EXHAUSTED = "llm_retries_exhausted"
 BATCH_ITEM_FAILED = "llm_batch_item_failed"
+# Replies that parse but change the ground truth they were asked to keep.
+FACT_DROPPED = "llm_fact_dropped"
+POSITION_MISMATCH = "llm_position_mismatch"
+OPTIONS_CHANGED = "llm_options_changed"
+ANSWER_LEAKED = "llm_answer_leaked"
+VERIFIER_REJECTED = "llm_verifier_rejected"
+DUPLICATE_QUESTION = "llm_duplicate_question"
 
 FAILURE_REASONS = (
     TRUNCATED,
@@ -39,6 +46,12 @@ FAILURE_REASONS = (
     BAD_REQUEST,
     RETRIES_EXHAUSTED,
     BATCH_ITEM_FAILED,
+    FACT_DROPPED,
+    POSITION_MISMATCH,
+    OPTIONS_CHANGED,
+    ANSWER_LEAKED,
+    VERIFIER_REJECTED,
+    DUPLICATE_QUESTION,
 )
 
 

@@ -26,7 +26,7 @@ from corpusforge.generators.base import (
 from corpusforge.generators.errors import ConfigError, SourceError
 from corpusforge.generators.med_mim import card, images, planner, records, splits
 from corpusforge.generators.med_mim import catalog as catalog_module
-from corpusforge.generators.med_mim.composer import get_composer
+from corpusforge.generators.med_mim.composer import get_composer, revise_items
 from corpusforge.generators.med_mim.facts import ImageFacts
 from corpusforge.generators.med_mim.sources import locate_nih_file
 from corpusforge.generators.sources import SourceSpec, resolve_path
@@ -261,6 +261,10 @@ at a given position, with the other images as distractors).
     def generate(self, ctx: ShardContext) -> Iterator[dict[str, Any] | Rejected]:
         renderer = self.renderer(ctx.dataset, ctx.seed, ctx.sources, ctx.options)
         embed = ctx.options["image_storage"] == "embedded"
+        label = f"med_mim shard {ctx.shard.index + 1} of {ctx.num_shards}"
+        composer = get_composer(ctx.options["composer"], ctx.options.get("llm"), label)
+        formats = [source.format for source in ctx.sources]
+        revised = revise_items(composer, ctx.shard.units, formats)
         facts: dict[str, ImageFacts] = {}
         for unit in ctx.shard.units:
             kind = unit["type"]
@@ -271,9 +275,13 @@ at a given position, with the other images as distractors).
             elif kind == "rejected":
                 yield Rejected(**{key: value for key, value in unit.items() if key != "type"})
             elif kind == "item":
+                source = ctx.sources[unit["source"]]
+                unit = revised.get(unit["id"], unit)
+                if isinstance(unit, Rejected):
+                    yield unit
+                    continue
                 image_facts = [facts[key] for key in unit["keys"]]
                 prepared = [renderer.prepare(image) for image in image_facts]
-                source = ctx.sources[unit["source"]]
                 yield records.qa_row(unit, image_facts, prepared, source.format, source.name, embed)
             elif kind == "image":
                 image = facts[unit["key"]]

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corpusforge.generators.base import (
     DatasetBuilder,
@@ -30,9 +31,14 @@ from corpusforge.generators.base import (
 )
 from corpusforge.generators.mllmu_med import formats, images, ledger, planner, sources, splits
 from corpusforge.generators.mllmu_med.formats import RecordFactory, RecordSpec
-from corpusforge.generators.mllmu_med.text import get_backend
+from corpusforge.generators.mllmu_med.text import build_texts, get_backend, text_failure
+
+if TYPE_CHECKING:
+    from corpusforge.generators.llm.errors import LLMFailure
 
 DEFAULT_PHANTOM_PATIENTS = 120
+# Patients whose records are built together, so a model backend gets their texts at once.
+TEXT_BLOCK_UNITS = 16
 
 _CITATION_MLLMU_MED = """@article{xu2025mllmumed,
   title   = {From Learning to Unlearning: Biomedical Security Protection in Multimodal
@@ -207,7 +213,9 @@ lines, emails use example.org and example.com, and record numbers start with
     def generate(self, ctx: ShardContext) -> Iterator[dict[str, Any] | Rejected]:
         shard = ctx.shard
         options = planner.Options.parse(ctx.options)
-        factory = RecordFactory(ctx.dataset, ctx.seed, get_backend(options.text_backend))
+        label = f"mllmu_med shard {shard.index + 1} of {ctx.num_shards}"
+        backend = get_backend(options.text_backend, ctx.options.get("llm"), label)
+        factory = RecordFactory(ctx.dataset, ctx.seed, backend)
         pictures = images.StudyImages(
             ctx.dataset, ctx.seed, options.max_image_side, planner.DEFAULT_PHANTOM_SIZE
         )
@@ -226,18 +234,36 @@ lines, emails use example.org and example.com, and record numbers start with
                         yield record_row(spec, entry["study"], pictures, embed)
                 return
             variant = formats.TEST if shard.split.startswith("test_") else formats.ORIGINAL
-            for unit in units:
+
+            def unit_records(unit: dict[str, Any]) -> list[RecordSpec]:
                 if variant == formats.TEST:
                     factory.start_letters("test", unit["test_letters"])
                 else:
                     factory.start_letters("bands", unit["letters"])
-                studies = {study["study_id"]: study for study in unit["studies"]}
-                for spec in factory.patient_records(unit, variant):
-                    study = studies.get(spec.image[0]) if spec.image else None
-                    yield record_row(spec, study, pictures, embed)
+                return list(factory.patient_records(unit, variant))
+
+            for block in _blocks(units):
+                specs = build_texts(backend, unit_records, block)
+                for unit, unit_specs in zip(block, specs, strict=True):
+                    studies = {study["study_id"]: study for study in unit["studies"]}
+                    for spec in unit_specs:
+                        failure = text_failure(backend, spec.text_fields())
+                        if failure is not None:
+                            yield rejected_record(spec, failure)
+                            continue
+                        study = studies.get(spec.image[0]) if spec.image else None
+                        yield record_row(spec, study, pictures, embed)
         elif shard.config == planner.LEDGER:
-            for unit in units:
-                yield from ledger_rows_of(factory, unit)
+            for block in _blocks(units):
+                records = build_texts(backend, partial(ledger_records, factory), block)
+                for unit, unit_specs in zip(block, records, strict=True):
+                    kept = [
+                        spec
+                        for spec in unit_specs
+                        if text_failure(backend, spec.text_fields()) is None
+                    ]
+                    configs = splits.forget_configs_of(unit["band"])
+                    yield from ledger.ledger_rows(unit, kept, configs)
         elif shard.config == planner.IMAGES:
             yield from image_rows(units, pictures)
         else:
@@ -322,15 +348,40 @@ def record_row(
     }
 
 
-def ledger_rows_of(factory: RecordFactory, unit: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Yield the ledger rows of one patient, from its original and test records."""
+def ledger_records(factory: RecordFactory, unit: dict[str, Any]) -> list[RecordSpec]:
+    """Return the records of one patient that its ledger rows list: original and test."""
     factory.start_letters("bands", unit["letters"])
     records = list(factory.patient_records(unit, formats.ORIGINAL))
     forget = {band.code for band in splits.FORGET_BANDS}
     if unit["band"] in forget:
         factory.start_letters("test", unit["test_letters"])
         records += list(factory.patient_records(unit, formats.TEST))
+    return records
+
+
+def ledger_rows_of(factory: RecordFactory, unit: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield the ledger rows of one patient, from its original and test records."""
+    records = ledger_records(factory, unit)
     yield from ledger.ledger_rows(unit, records, splits.forget_configs_of(unit["band"]))
+
+
+def rejected_record(spec: RecordSpec, failure: LLMFailure) -> Rejected:
+    """Return the quarantine entry of a record whose text the model failed to write."""
+    record = {
+        "id": spec.id,
+        "patient_id": spec.patient_id,
+        "variant": spec.variant,
+        "task": spec.task,
+        "modality": spec.modality,
+        "field": spec.field,
+    }
+    return failure.to_rejected(source=spec.source, source_id=spec.id, line=None, record=record)
+
+
+def _blocks(units: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Yield the units in blocks of TEXT_BLOCK_UNITS, whose model texts are fetched together."""
+    for start in range(0, len(units), TEXT_BLOCK_UNITS):
+        yield units[start : start + TEXT_BLOCK_UNITS]
 
 
 def image_rows(units: list[dict[str, Any]], pictures: images.StudyImages) -> Iterator[dict]:

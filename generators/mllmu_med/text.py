@@ -4,15 +4,26 @@
 Every choice it makes comes from the `random.Random` passed in, so the same
 stream gives the same text. Private values are always written verbatim, because
 the leak audit and the ledger search records for the exact strings.
+
+The `model` backend (`text_backend=model`) has a language model write the same
+texts and rejects replies that lose a private value; see
+`corpusforge.generators.llm.mllmu_med_text`.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from corpusforge.generators.errors import ConfigError
+
+if TYPE_CHECKING:
+    from corpusforge.generators.llm.errors import LLMFailure
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 BLANK = "____"
 
@@ -295,16 +306,47 @@ class TemplateBackend:
         return " ".join(sentence.format(**values) for sentence in sentences)
 
 
-# NOTE: the project's LLM backend (corpusforge.generators.llm) plugs in here: a
-# class with `paraphrase` and `weave` registered under its name. Only the offline
-# templates exist so far.
-BACKENDS: dict[str, type] = {"template": TemplateBackend}
+def _model_backend(llm: dict[str, Any] | None, label: str) -> TextBackend:
+    from corpusforge.generators.llm.mllmu_med_text import ModelTextBackend
+    from corpusforge.generators.llm.settings import LLMSettings
+
+    return ModelTextBackend(LLMSettings.from_json(llm), label)
 
 
-def get_backend(name: str) -> TextBackend:
-    """Return the text backend called `name`, or raise ConfigError naming the available ones."""
+# Text backends by name. `model` writes with the language model of the `llm`
+# settings (corpusforge.generators.llm.mllmu_med_text).
+BACKENDS: dict[str, Callable[[dict[str, Any] | None, str], TextBackend]] = {
+    "template": lambda llm, label: TemplateBackend(),
+    "model": _model_backend,
+}
+
+
+def get_backend(
+    name: str, llm: dict[str, Any] | None = None, label: str = "mllmu_med text"
+) -> TextBackend:
+    """Return the text backend called `name`, or raise ConfigError naming the available ones.
+
+    `llm` holds the language-model settings of the release (plan option `llm`),
+    which only the `model` backend uses.
+    """
     if name not in BACKENDS:
-        raise ConfigError(
-            f"unknown text_backend {name!r}; available: {', '.join(sorted(BACKENDS))}"
-        )
-    return BACKENDS[name]()
+        raise ConfigError(f"unknown text_backend {name!r}; available: {', '.join(BACKENDS)}")
+    return BACKENDS[name](llm, label)
+
+
+def build_texts(
+    backend: TextBackend, build: Callable[[ItemT], ResultT], items: Sequence[ItemT]
+) -> list[ResultT]:
+    """Return `build(item)` for each item, after a model backend has fetched every text."""
+
+    def build_all() -> list[ResultT]:
+        return [build(item) for item in items]
+
+    fill = getattr(backend, "fill", None)
+    return fill(build_all) if fill is not None else build_all()
+
+
+def text_failure(backend: TextBackend, texts: Iterable[str | None]) -> LLMFailure | None:
+    """Return the model failure that left one of `texts` without a usable text, or None."""
+    failure_in = getattr(backend, "failure_in", None)
+    return failure_in(texts) if failure_in is not None else None

@@ -72,6 +72,8 @@ class MockOpenAI:
         self.rules: dict[str, str] = {}
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.counts: collections.Counter[str] = collections.Counter()
+        # TCP connections accepted; a client that keeps its connections opens few.
+        self.connections = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.in_flight_history: list[int] = []
@@ -256,6 +258,11 @@ class MockOpenAI:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog of 5 overflows when a client opens 16 or
+    # more connections at once: Linux then drops SYNs (retransmitted after 1 s) or
+    # resets connections. uvicorn 0.55 defaults to a backlog of 2048.
+    request_queue_size = 1024
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The `slow` and `drop` faults leave the client gone, so writes fail; that is expected.
         return None
@@ -270,6 +277,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class name
         return None
+
+    def setup(self) -> None:
+        super().setup()
+        with self.mock._lock:
+            self.mock.connections += 1
 
     def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(data, ensure_ascii=True).encode("ascii")

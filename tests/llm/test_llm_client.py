@@ -181,6 +181,42 @@ def test_client_cache_serves_rerun(endpoint, mock_server, tmp_path):
     assert rerun_usage.counts["requests"] == 0
 
 
+def test_client_keeps_connections_between_runs(endpoint, mock_server):
+    client, _ = make_client(endpoint, concurrency=4)
+    for block in range(3):
+        requests = [
+            chat_request("mock-model", [{"role": "user", "content": f"block {block} item {i}"}])
+            for i in range(4)
+        ]
+        assert all(reply.failure is None for reply in client.run(requests))
+    assert mock_server.counts["/chat/completions"] == 12
+    assert mock_server.connections <= 4
+
+    client.close()
+    client.run(questions(4))
+    assert 4 < mock_server.connections <= 8
+
+
+def test_client_breaker_keeps_cached_replies(endpoint, mock_server, tmp_path):
+    mock_server.rules["bad"] = "500"
+    client, _ = make_client(
+        endpoint, cache=tmp_path / "cache", concurrency=1, max_attempts=10, breaker_failures=3
+    )
+    good = [
+        chat_request("mock-model", [{"role": "user", "content": f"good {i}"}]) for i in range(3)
+    ]
+    bad = [chat_request("mock-model", [{"role": "user", "content": f"bad {i}"}]) for i in range(3)]
+    with pytest.raises(errors.CircuitOpenError):
+        client.run(good + bad)
+    sent = mock_server.counts["/chat/completions"]
+
+    rerun, usage = make_client(endpoint, cache=tmp_path / "cache")
+    replies = rerun.run(good)
+    assert all(reply.cached for reply in replies)
+    assert usage.counts["requests"] == 0
+    assert mock_server.counts["/chat/completions"] == sent
+
+
 def test_client_new_sample_index_sends_again(endpoint, mock_server, tmp_path):
     answers = iter(["first \\boxed{1}", "second \\boxed{2}"])
     mock_server.chat_responder = lambda body: next(answers)

@@ -1,4 +1,4 @@
-"""A StepHint DAG run with the model backend, endpoint and key from an Airflow Connection."""
+"""DAG runs with the model backend, endpoint and key from an Airflow Connection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from llm_helpers import API_KEY
+from llm_helpers import API_KEY, QuestionWriter, TextWriter, read_rows
 
 pytest_plugins = ["llm_fixtures"]
 
@@ -83,3 +83,74 @@ def test_dag_model_backend_hides_key(airflow_db, mock_server, tmp_path, monkeypa
         if p.is_file() and API_KEY.encode() in p.read_bytes()
     ]
     assert leaked == []
+
+
+def run_dag(dag_id: str, conf: dict, mock_server, monkeypatch):
+    """Run a DAG with dag.test against the mock server, through an Airflow Connection."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import DagRunState
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    connection = {"conn_type": "openai", "host": mock_server.base_url, "password": API_KEY}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONNECTION_ID.upper()}", json.dumps(connection))
+    model = {"llm_backend": "openai", "llm_model": "mock-model", "llm_conn_id": CONNECTION_ID}
+    dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags[dag_id]
+    dag_run = dag.test(logical_date=None, run_conf={**conf, **model})
+    assert dag_run.state == DagRunState.SUCCESS
+    output = Path(conf["output_root"])
+    leaked = [p for p in output.rglob("*") if p.is_file() and API_KEY.encode() in p.read_bytes()]
+    assert leaked == []
+    release = output / dag_id / conf["release"]
+    return release, json.loads((release / "manifest.json").read_text())
+
+
+def test_dag_mllmu_med_model_texts(airflow_db, mock_server, tmp_path, monkeypatch):
+    writer = TextWriter()
+    mock_server.chat_responder = writer
+    conf = {
+        "output_root": str(tmp_path / "out"),
+        "release": "llm",
+        "sources": ["phantom:?patients=6&visits=1&questions=1&size=64"],
+        "shard_size": 50,
+        "text_backend": "model",
+    }
+
+    release, manifest = run_dag("mllmu_med", conf, mock_server, monkeypatch)
+
+    rows = read_rows(release, "records")
+    tests = [row for row in rows if row["variant"] == "test"]
+    profiles = [row for row in rows if row["field"] == "profile"]
+    assert tests
+    assert profiles
+    assert [row["id"] for row in tests if row["question"] not in writer.written] == []
+    assert [row["id"] for row in profiles if row["answer"] not in writer.written] == []
+    assert manifest["llm"]["endpoints"] == [mock_server.base_url]
+    assert manifest["llm"]["requests"] == len(mock_server.model_requests())
+    assert manifest["quarantine"]["total"] == 0
+
+
+def test_dag_med_mim_model_composer(airflow_db, mock_server, tmp_path, monkeypatch):
+    writer = QuestionWriter()
+    mock_server.chat_responder = writer
+    conf = {
+        "output_root": str(tmp_path / "out"),
+        "release": "llm",
+        "sources": ["phantom_series:?patients=6&visits=2-3&size=64"],
+        "shard_size": 50,
+        "records": 8,
+        "heldin_records": 2,
+        "heldout_records": 0,
+        "composer": "model",
+    }
+
+    release, manifest = run_dag("med_mim", conf, mock_server, monkeypatch)
+
+    rows = read_rows(release, "qa")
+    assert len(rows) == 10
+    for row in rows:
+        template = json.loads(row["metadata"])["template_question"]
+        assert row["question"] == QuestionWriter.PREFIX + template
+        assert row["generator"] == "model:mock-model"
+    assert manifest["llm"]["requests"] == 2 * len(rows)
+    assert manifest["quarantine"]["total"] == 0
