@@ -22,11 +22,16 @@ Usage:
 
 `--baseline` names an earlier result, usually the 10K run, and adds the ratio of
 each phase's peak RSS to the baseline's peak to the output.
+
+`--profile-validate FILE` runs the validation phase under cProfile and writes
+its statistics to FILE (read them with `python -m pstats FILE`). The profiler
+slows the phase down, so its times are not comparable with other runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import importlib
 import importlib.metadata
@@ -151,9 +156,16 @@ def run_phase(args: argparse.Namespace) -> dict[str, Any]:
         result["rows"] = _run_generation(Path(args.staging), args.workers)
     elif args.phase == "validate":
         from corpusforge.data_contracts import validate_staging
+        from corpusforge.data_contracts.gx_batches import MAX_BATCH_BYTES, MAX_BATCH_ROWS
 
-        report = validate_staging(args.staging)
+        if args.profile_validate:
+            profiler = cProfile.Profile()
+            report = profiler.runcall(validate_staging, args.staging)
+            profiler.dump_stats(args.profile_validate)
+        else:
+            report = validate_staging(args.staging)
         result["rows"] = report.rows
+        result["gx_batch_limits"] = {"max_rows": MAX_BATCH_ROWS, "max_bytes": MAX_BATCH_BYTES}
     else:
         from corpusforge.generators.publish import publish_release
 
@@ -186,6 +198,8 @@ def _spawn_phase(phase: str, args: argparse.Namespace, extra: list[str], log_dir
         args.release,
         *extra,
     ]
+    if phase == "validate" and args.profile_validate:
+        command += ["--profile-validate", str(args.profile_validate)]
     log_path = log_dir / f"{phase}.log"
     started = time.perf_counter()
     with log_path.open("w") as log_file:
@@ -362,6 +376,7 @@ def summarize(
             ),
             "records_per_cpu_second": round(args.records / generation_cpu, 1),
         },
+        "gx_batch_limits": phases["validate"].get("gx_batch_limits"),
         "validate_publish_share": round(share, 4),
         "validate_publish_share_with_imports": round(share_with_imports, 4),
         "validate_publish_share_cpu": round(share_cpu, 4),
@@ -406,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary output root after the run"
+    )
+    parser.add_argument(
+        "--profile-validate",
+        type=Path,
+        help="run validation under cProfile and write its statistics to this file",
     )
     # Internal: run one phase in this process and print its result as one JSON line.
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)

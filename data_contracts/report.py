@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # A report keeps this many example values per rule and per shard file.
@@ -11,6 +13,12 @@ MAX_EXAMPLES = 5
 MAX_VALUE_CHARS = 120
 # Example texts, which quote data values and explain the failure, are cut at this length.
 MAX_EXAMPLE_CHARS = 500
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as indented UTF-8 JSON, with objects JSON cannot encode as text."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def shorten(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
@@ -110,6 +118,8 @@ class ValidationReport:
     shards: list[dict[str, Any]]
     rules: dict[str, RuleResult]
     summary_path: str = ""
+    # Wall time of the validation, which the manifest copies but leaves out of its fingerprint.
+    seconds: float | None = None
 
     @property
     def success(self) -> bool:
@@ -130,6 +140,7 @@ class ValidationReport:
                 "apiVersion": self.contract_api_version,
             },
             "rows": self.rows,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
             "shards": self.shards,
             "rules": {name: rule.to_json() for name, rule in self.rules.items()},
         }

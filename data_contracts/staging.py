@@ -45,6 +45,8 @@ class Shard:
     path: Path | None = None
     checked: bool = False
     skip_reason: str = ""
+    # Files under the staging folder that contain this shard's GX results.
+    gx_results: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -63,6 +65,7 @@ class Shard:
             "quarantined": self.quarantined,
             "checked": self.checked,
             "skip_reason": self.skip_reason,
+            "gx_results": self.gx_results,
         }
 
 

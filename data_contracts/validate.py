@@ -1,11 +1,12 @@
 """Validate a staged release against its data contract before it is published.
 
 For every planned shard with a part file, `validate_staging` checks the shard
-json against the file, the Arrow schema against `corpusforge.schemas`, runs the
-Great Expectations suite compiled from the contract and the custom row rules.
-Then it streams the needed columns of every shard through the release rules.
-Results go to `<staging>/validation/`: `summary.json` and one
-`gx-shard-00000.json` per checked shard.
+json against the file, the Arrow schema against `corpusforge.schemas`, and runs
+the custom row rules. It runs the Great Expectations suite compiled from the
+contract on batches of consecutive shards (see gx_batches.py). Then it streams
+the needed columns of every shard through the release rules. Results go to
+`<staging>/validation/`: `summary.json`, and the GX results that each shard's
+`gx_results` in the summary lists.
 
 A release whose shards all have 0 rows passes with 0 rows: there are no rows
 that could break a rule, and the manifest checks still run.
@@ -13,8 +14,8 @@ that could break a rule, and the manifest checks still run.
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,15 @@ import pyarrow.parquet as pq
 
 from corpusforge.data_contracts.arrow_types import arrow_type_name, schema_differences
 from corpusforge.data_contracts.contract import load_contract
-from corpusforge.data_contracts.gx_suite import build_suite, record_gx_failures, run_suite
+from corpusforge.data_contracts.gx_batches import MAX_BATCH_BYTES, MAX_BATCH_ROWS, GxBatcher
 from corpusforge.data_contracts.model import Contract, ContractError
 from corpusforge.data_contracts.release_rules import RELEASE_RULES
-from corpusforge.data_contracts.report import MAX_EXAMPLES, RuleResult, ValidationReport
+from corpusforge.data_contracts.report import (
+    MAX_EXAMPLES,
+    RuleResult,
+    ValidationReport,
+    write_json,
+)
 from corpusforge.data_contracts.rules import ROW_RULES
 from corpusforge.data_contracts.staging import (
     MANIFEST_DESCRIPTION,
@@ -52,21 +58,31 @@ RELEASE_BATCH_ROWS = 65_536
 class _Run:
     """State of one validation: the contract, compiled suites and results of every rule."""
 
-    def __init__(self, staging: str | Path) -> None:
+    def __init__(
+        self,
+        staging: str | Path,
+        max_batch_rows: int = MAX_BATCH_ROWS,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+    ) -> None:
         self.staging = Path(staging)
         self.plan = read_plan(self.staging)
         self.contract = load_contract(self.plan["dataset"])
         _check_contract_matches_schemas(self.contract)
         self.out_dir = self.staging / "validation"
         self.out_dir.mkdir(exist_ok=True)
-        self.suites = {
-            name: build_suite(self.contract.name, table)
-            for name, table in self.contract.tables.items()
-        }
         self.rules: dict[str, RuleResult] = {
             MANIFEST_RULE: RuleResult(MANIFEST_RULE, "manifest", MANIFEST_DESCRIPTION),
             SCHEMA_RULE: RuleResult(SCHEMA_RULE, "schema", SCHEMA_DESCRIPTION),
         }
+        self.batcher = GxBatcher(
+            self.contract.name,
+            self.contract.tables,
+            self.out_dir,
+            self.rules,
+            max_batch_rows,
+            max_batch_bytes,
+        )
+        self.suites = self.batcher.suites
         for name, table in self.contract.tables.items():
             for expectation in self.suites[name].expectations:
                 rule = expectation.meta["rule"]
@@ -85,6 +101,7 @@ class _Run:
         return [self.rules[name] for name in names]
 
     def check_shard(self, planned: dict[str, Any]) -> Shard:
+        """Check one planned shard, leaving its GX run to the batcher's next run."""
         shard = check_shard_manifest(self.staging, planned, self.rules[MANIFEST_RULE])
         if shard.path is None:
             shard.skip_reason = "no rows" if shard.rows == 0 else "shard json and files disagree"
@@ -112,15 +129,10 @@ class _Run:
         return shard
 
     def check_rows(self, shard: Shard) -> None:
-        """Run the GX suite and the row rules on one part file whose schema matches."""
+        """Run the row rules on one part file whose schema matches, and queue it for GX."""
         table = pq.read_table(shard.path)
         table_contract = self.contract.tables[shard.config]
-        suite_result = run_suite(self.suites[shard.config], table, table_contract.record_id)
-        gx_path = self.out_dir / f"gx-shard-{shard.index:05d}.json"
-        _write_json(gx_path, suite_result)
-        record_gx_failures(
-            suite_result, shard.label, shard.rows, table_contract.record_id, self.rules
-        )
+        self.batcher.add(shard, table)
 
         record_ids = table.column(table_contract.record_id) if table_contract.record_id else None
         for rule in table_contract.row_rules:
@@ -151,21 +163,34 @@ class _Run:
                 for batch in part_file.iter_batches(RELEASE_BATCH_ROWS, columns=columns):
                     for check in checks:
                         check.add(batch, shard.label, shard.split)
+            for check in checks:
+                finish = getattr(check, "finish", None)
+                if finish is not None:
+                    finish()
 
 
-def validate_staging(staging: str | Path) -> ValidationReport:
+def validate_staging(
+    staging: str | Path,
+    *,
+    max_batch_rows: int = MAX_BATCH_ROWS,
+    max_batch_bytes: int = MAX_BATCH_BYTES,
+) -> ValidationReport:
     """Validate every shard of a staged release and the release as a whole.
 
     Writes `validation/summary.json` in both cases, then raises ValidationFailed
     with a readable summary of every failed rule, or returns the report.
     ContractError means the contract itself is broken, not the data.
+    `max_batch_rows` and `max_batch_bytes` limit the shards that one GX run
+    stacks (see gx_batches.py).
     """
-    run = _Run(staging)
+    started = time.monotonic()
+    run = _Run(staging, max_batch_rows, max_batch_bytes)
     planned = run.plan["shards"]
     shards = []
     for position, entry in enumerate(planned, start=1):
         logger.info("Validating shard %d of %d (index %s)", position, len(planned), entry["index"])
         shards.append(run.check_shard(entry))
+    run.batcher.flush()
     check_unplanned_files(run.staging, planned, run.rules[MANIFEST_RULE])
     run.check_release(shards)
 
@@ -179,8 +204,9 @@ def validate_staging(staging: str | Path) -> ValidationReport:
         shards=[shard.summary() for shard in shards],
         rules=run.rules,
         summary_path=str(run.out_dir / "summary.json"),
+        seconds=time.monotonic() - started,
     )
-    _write_json(Path(report.summary_path), report.to_json())
+    write_json(Path(report.summary_path), report.to_json())
     if report.rows == 0:
         logger.warning("Release %s of %s has no rows", report.release, report.dataset)
     if not report.success:
@@ -196,8 +222,8 @@ def validate_staging(staging: str | Path) -> ValidationReport:
 def validate_shard(staging: str | Path, index: int) -> dict[str, Any]:
     """Validate one shard without the release rules and return its results.
 
-    Writes `validation/gx-shard-<index>.json` when the shard has a part file.
-    Failed rules do not raise: check the returned `success`.
+    Writes `validation/gx-shard-<index>.json` when the shard has a part file
+    whose schema matches. Failed rules do not raise: check the returned `success`.
     """
     run = _Run(staging)
     entries = [entry for entry in run.plan["shards"] if entry["index"] == index]
@@ -205,6 +231,7 @@ def validate_shard(staging: str | Path, index: int) -> dict[str, Any]:
         known = sorted(entry["index"] for entry in run.plan["shards"])
         raise ConfigError(f"plan.json has no shard with index {index}; indexes: {known}")
     shard = run.check_shard(entries[0])
+    run.batcher.flush()
     names = [MANIFEST_RULE, SCHEMA_RULE] + [r.name for r in run.shard_rules(shard.config)]
     rules = {name: run.rules[name].to_json() for name in names if name in run.rules}
     success = all(rule["passed"] for rule in rules.values())
@@ -232,8 +259,3 @@ def _check_contract_matches_schemas(contract: Contract) -> None:
                     f"{column.physical_type!r} and required {column.required}; "
                     f"corpusforge.schemas has {arrow_type!r} and nullable {field.nullable}"
                 )
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    path.write_text(text + "\n", encoding="utf-8")

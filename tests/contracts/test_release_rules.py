@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 
 from corpusforge.data_contracts import validate_staging
+from corpusforge.data_contracts.release_rules import DisjointSplits, UniqueIds
+from corpusforge.data_contracts.report import RuleResult
 from corpusforge.generators.errors import ValidationFailed
 
 
@@ -61,3 +64,52 @@ def test_same_source_id_from_other_source_passes(stage, chain_row):
     )
 
     assert validate_staging(root).success
+
+
+def _batch(**columns) -> pa.RecordBatch:
+    return pa.record_batch(
+        {name: pa.array(values, pa.string()) for name, values in columns.items()}
+    )
+
+
+def test_unique_ids_reports_release_order():
+    result = RuleResult("ids_unique_across_shards", "release")
+    check = UniqueIds(result)
+    check.add(_batch(id=["a", None, "b"]), "f0", "train")
+    check.add(_batch(id=[None, "b", "a"]), "f1", "test")
+    check.add(_batch(id=["a"]), "f2", "test")
+
+    assert result.passed
+    check.finish()
+
+    assert result.failed_rows == 4
+    assert result.files["f1"].examples == [
+        {"id": None, "value": "id also in f0"},
+        {"id": "b", "value": "id also in f0"},
+        {"id": "a", "value": "id also in f0"},
+    ]
+    assert result.files["f2"].examples == [{"id": "a", "value": "id also in f0"}]
+
+
+def test_disjoint_splits_compares_first_split():
+    result = RuleResult("splits_disjoint", "release")
+    check = DisjointSplits(result)
+    check.add(_batch(id=["r0"], source=["gsm8k"], source_id=["q-1"]), "f0", "train")
+    check.add(
+        _batch(id=["r1", "r2"], source=["gsm8k", "math"], source_id=["q-1", "q-1"]), "f1", "test"
+    )
+    check.add(_batch(id=["r3"], source=["gsm8k"], source_id=["q-1"]), "f2", "train")
+    check.finish()
+
+    assert result.failed_rows == 1
+    assert list(result.files) == ["f1"]
+    assert result.files["f1"].examples == [
+        {"id": "r1", "value": "gsm8k record 'q-1' is in split test and in train"}
+    ]
+
+
+def test_release_rules_finish_without_batches():
+    for rule in (UniqueIds, DisjointSplits):
+        result = RuleResult("rule", "release")
+        rule(result).finish()
+        assert result.passed

@@ -55,12 +55,19 @@ def test_valid_staging_writes_gx_results(stage, chain_row):
     root = stage([[chain_row("r0")], [chain_row("r1")]])
 
     validate_staging(root)
+    shards = _summary(root)["shards"]
 
-    for index in (0, 1):
-        results = json.loads((root / "validation" / f"gx-shard-{index:05d}.json").read_text())
-        assert results["success"] is True
-        rules = {item["expectation_config"]["meta"]["rule"] for item in results["results"]}
-        assert {"id.unique", "num_steps.range", "verified.validValues"} <= rules
+    for shard in shards:
+        rules = set()
+        for name in shard["gx_results"]:
+            results = json.loads((root / name).read_text())
+            assert results["success"] is True
+            rules |= {item["expectation_config"]["meta"]["rule"] for item in results["results"]}
+        assert {"id.unique", "num_steps.range", "verified.validValues", "chains.rowCount"} <= rules
+    assert shards[0]["gx_results"] == [
+        "validation/gx-batch-00000-00001.json",
+        "validation/gx-shard-00000.json",
+    ]
 
 
 def test_empty_staging_passes_with_zero_rows(stage):
