@@ -94,7 +94,7 @@ def run(sources: list[str] | None, patients: int, validate: bool, root: Path) ->
     plan_seconds = time.perf_counter() - started
     plan_image_seconds = timer.total()
 
-    plan = load_plan(staging)
+    plan = load_plan(staging, with_units=True)
     patient_ids = {
         unit["patient"]["patient_id"]
         for shard in plan["shards"]

@@ -3,6 +3,11 @@
 The same functions run under Airflow (one mapped task per shard) and from the
 `corpusforge` command line. Each step reads and writes files in the staging
 folder only, so a retried step rewrites its own files and nothing else.
+
+`plan.json` lists every shard by index, config and split. The units of work of
+shard N, which grow with the release, are in `parts/units-NNNNN.json`, so a
+shard task reads only its own units and its memory does not grow with the
+release. Publishing removes `parts/` with them.
 """
 
 from __future__ import annotations
@@ -181,7 +186,9 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> objstore.Lo
         },
         "output_root": str(root) if isinstance(root, UPath) else str(root.resolve()),
         "sources": [source.to_json() for source in resolved],
-        "shards": [shard.to_json() for shard in shards],
+        "shards": [
+            {"index": shard.index, "config": shard.config, "split": shard.split} for shard in shards
+        ],
         "run": {
             "run_id": run.run_id,
             "logical_date": run.logical_date,
@@ -190,6 +197,9 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> objstore.Lo
         },
         "attempt": attempt,
     }
+    for shard in shards:
+        _write_units(staging / "parts" / units_name(shard.index), shard.units)
+    # plan.json goes last: a staging folder with a plan has the units of every shard.
     _write_json(staging / "plan.json", plan)
     log.info(
         "planned %s release %s: %d shards from %d sources, staging %s",
@@ -202,14 +212,49 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> objstore.Lo
     return staging
 
 
-def load_plan(staging: str | Path | UPath) -> dict[str, Any]:
+def units_name(index: int) -> str:
+    """Return the file name, under `parts/`, of the planned units of shard `index`."""
+    return f"units-{index:05d}.json"
+
+
+def load_plan(staging: str | Path | UPath, with_units: bool = False) -> dict[str, Any]:
+    """Read `plan.json`. With `with_units`, also put each shard's units into its entry.
+
+    The units of every shard can take tens of MB at paper scale, so only tools
+    that inspect the whole plan should ask for them.
+    """
     folder = objstore.location(staging)
     try:
         if isinstance(folder, UPath):
-            return objstore.read_json(folder / "plan.json")
-        return json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+            plan = objstore.read_json(folder / "plan.json")
+        else:
+            plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise ConfigError(f"no plan.json in {staging}: is this a staging folder?") from error
+    if with_units:
+        for entry in plan["shards"]:
+            entry["units"] = load_units(folder, entry)
+    return plan
+
+
+def load_units(staging: Path | UPath, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the units of the plan entry `entry`, from its units file.
+
+    Plans written before the units moved to files of their own carry them in
+    the entry, and those are returned as they are.
+    """
+    if "units" in entry:
+        return entry["units"]
+    path = staging / "parts" / units_name(entry["index"])
+    try:
+        if isinstance(path, UPath):
+            return objstore.read_json(path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(
+            f"{path} not found: the staging folder lacks the units of shard {entry['index']}, "
+            "so plan the release again"
+        ) from error
 
 
 def generate_shard(staging: str | Path | UPath, index: int) -> dict[str, Any]:
@@ -232,12 +277,12 @@ def _generate_remote_shard(staging: UPath, index: int) -> dict[str, Any]:
     not generated, never old stats next to a new part.
     """
     plan = load_plan(staging)
+    task = _shard_task(staging, plan, index)
     name = layout.part_name(index)
     with tempfile.TemporaryDirectory(prefix=f"corpusforge-{name}-") as tmp:
         local = Path(tmp)
         (local / "parts").mkdir()
-        _write_json(local / "plan.json", plan)
-        stats = _generate_local_shard(local, index)
+        stats = _write_shard_files(local, plan, task)
 
         objstore.remove(staging / "parts" / f"{name}.json")
         part = staging / "parts" / f"{name}.parquet"
@@ -257,11 +302,22 @@ def _generate_remote_shard(staging: UPath, index: int) -> dict[str, Any]:
 
 def _generate_local_shard(staging: Path, index: int) -> dict[str, Any]:
     plan = load_plan(staging)
+    return _write_shard_files(staging, plan, _shard_task(staging, plan, index))
+
+
+def _shard_task(staging: Path | UPath, plan: dict[str, Any], index: int) -> ShardTask:
+    """Return shard `index` of `plan` with its units, read from the staging folder."""
     shards = plan["shards"]
     if not 0 <= index < len(shards):
         raise ConfigError(f"shard index {index} out of range: the plan has {len(shards)} shards")
+    entry = shards[index]
+    return ShardTask(entry["index"], entry["config"], entry["split"], load_units(staging, entry))
+
+
+def _write_shard_files(folder: Path, plan: dict[str, Any], task: ShardTask) -> dict[str, Any]:
+    """Generate `task` into `folder`: its part, quarantine file and stats json."""
     builder = get_builder(plan["dataset"])
-    task = ShardTask.from_json(shards[index])
+    num_shards = len(plan["shards"])
     context = ShardContext(
         dataset=plan["dataset"],
         release=plan["release"],
@@ -271,12 +327,13 @@ def _generate_local_shard(staging: Path, index: int) -> dict[str, Any]:
         limit=plan["parameters"]["limit"],
         options=plan["parameters"]["options"],
         shard=task,
-        num_shards=len(shards),
+        num_shards=num_shards,
     )
+    index = task.index
     started = time.monotonic()
-    log.info("shard %d of %d: generating %s/%s", index + 1, len(shards), task.config, task.split)
+    log.info("shard %d of %d: generating %s/%s", index + 1, num_shards, task.config, task.split)
     with collect_usage() as llm_usage:
-        stats = write_shard(staging, context, builder.generate(context))
+        stats = write_shard(folder, context, builder.generate(context))
     if llm_usage.used:
         stats["llm"] = llm_usage.to_json()
     stats["seconds"] = round(time.monotonic() - started, 3)
@@ -284,12 +341,12 @@ def _generate_local_shard(staging: Path, index: int) -> dict[str, Any]:
     log.info(
         "shard %d of %d: %d rows, %d quarantined, %.0f rows/s",
         index + 1,
-        len(shards),
+        num_shards,
         stats["rows"],
         sum(stats["quarantined"].values()),
         rate,
     )
-    _write_json(staging / "parts" / f"{layout.part_name(index)}.json", stats)
+    _write_json(folder / "parts" / f"{layout.part_name(index)}.json", stats)
     return stats
 
 
@@ -321,6 +378,19 @@ def local_staging(staging: str | Path | UPath) -> Iterator[Path]:
             if (local / "validation").is_dir():
                 objstore.remove(folder / "validation", recursive=True)
                 objstore.upload(local / "validation", folder / "validation")
+
+
+def _write_units(path: Path | UPath, units: list[dict[str, Any]]) -> None:
+    # Compact JSON, because with `indent` the json module uses its pure-Python
+    # encoder instead of the C one. Keys are sorted as plan.json had them, so
+    # builders see the units exactly as before.
+    text = json.dumps(units, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    if isinstance(path, UPath):
+        objstore.write_bytes(path, text.encode("utf-8"))
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _write_json(path: Path | UPath, data: Any) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field, replace
+from collections import OrderedDict
+from dataclasses import astuple, dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -78,6 +79,12 @@ TEXTURE_MAX_CYCLES = 3.0
 GRAIN_AMPLITUDE = 0.015
 MIN_SIZE = 32
 MAX_SIZE = 4096
+# Bytes of lesion-free layers `draw_phantom` keeps per process, least recently
+# used first out. A patient's layers are two float64 arrays of size x size: 0.6 MB
+# at 192 pixels, so the budget keeps about 100 patients, and 17 MB at 1,024. The
+# newest entry stays even when it alone is larger.
+LAYERS_CACHE_BYTES = 64 * 1024 * 1024
+_LAYERS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
 
 @dataclass
@@ -224,24 +231,9 @@ def draw_phantom(spec: PhantomSpec, size: int = 256) -> Image.Image:
             f"size must be an integer between {MIN_SIZE} and {MAX_SIZE} pixels, got {size!r}"
         )
 
-    geometry = GEOMETRIES[(spec.region, spec.plane)]
-    levels = TISSUE_LEVELS[spec.modality]
+    tissue, body_term = _patient_layers(spec, size)
+    canvas = tissue.copy()
     frame = _Frame(size, FIELD_OF_VIEW_MM[spec.region], spec.anatomy)
-    anatomy = spec.anatomy
-    edge_mm = frame.pixel_mm / min(anatomy.body_width, anatomy.body_height)
-    largest_scale = max(anatomy.body_width, anatomy.body_height)
-
-    canvas = np.full((size, size), levels["air"], dtype=np.float64)
-    for shape in geometry.shapes:
-        center = frame.to_image_mm(shape.cx, shape.cy)
-        box = frame.pixel_box(center, max(shape.rx, shape.ry) * largest_scale)
-        if box is None:
-            continue
-        body_x, body_y = frame.body_coordinates(box)
-        mask = _ellipse_mask(body_x, body_y, shape, edge_mm)
-        window = canvas[box]
-        window += (levels[shape.tissue] - window) * mask
-
     lesion_contrast = LESION_CONTRAST[(spec.modality, spec.region)]
     for lesion in spec.lesions:
         center = _lesion_center_image_mm(spec, lesion)
@@ -253,12 +245,59 @@ def draw_phantom(spec: PhantomSpec, size: int = 256) -> Image.Image:
         mask = np.clip((lesion.radius_mm - distance) / frame.pixel_mm + 0.5, 0.0, 1.0)
         canvas[box] += lesion_contrast * mask
 
-    everything = (slice(0, size), slice(0, size))
-    body_mask = _ellipse_mask(*frame.body_coordinates(everything), geometry.body, edge_mm)
-    canvas += _texture(frame) * body_mask
-    canvas *= anatomy.intensity
+    canvas += body_term
+    canvas *= spec.anatomy.intensity
     pixels = np.rint(np.clip(canvas, 0.0, 1.0) * 255.0).astype(np.uint8)
     return Image.fromarray(pixels, mode="L")
+
+
+def _layers_key(spec: PhantomSpec, size: int) -> tuple:
+    return (astuple(spec.anatomy), spec.modality, spec.region, spec.plane, size)
+
+
+def _patient_layers(spec: PhantomSpec, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the tissue canvas without lesions and the texture term of `spec`, cached.
+
+    Both depend only on the anatomy, modality, region, plane and size, which
+    every visit of one patient shares (see `progress_series`), so a series
+    computes them once. Callers must not modify the arrays.
+    """
+    key = _layers_key(spec, size)
+    cached = _LAYERS_CACHE.get(key)
+    if cached is not None:
+        _LAYERS_CACHE.move_to_end(key)
+        return cached
+
+    geometry = GEOMETRIES[(spec.region, spec.plane)]
+    levels = TISSUE_LEVELS[spec.modality]
+    frame = _Frame(size, FIELD_OF_VIEW_MM[spec.region], spec.anatomy)
+    anatomy = spec.anatomy
+    edge_mm = frame.pixel_mm / min(anatomy.body_width, anatomy.body_height)
+    largest_scale = max(anatomy.body_width, anatomy.body_height)
+
+    tissue = np.full((size, size), levels["air"], dtype=np.float64)
+    for shape in geometry.shapes:
+        center = frame.to_image_mm(shape.cx, shape.cy)
+        box = frame.pixel_box(center, max(shape.rx, shape.ry) * largest_scale)
+        if box is None:
+            continue
+        body_x, body_y = frame.body_coordinates(box)
+        mask = _ellipse_mask(body_x, body_y, shape, edge_mm)
+        window = tissue[box]
+        window += (levels[shape.tissue] - window) * mask
+
+    everything = (slice(0, size), slice(0, size))
+    body_mask = _ellipse_mask(*frame.body_coordinates(everything), geometry.body, edge_mm)
+    body_term = _texture(frame) * body_mask
+    for array in (tissue, body_term):
+        array.flags.writeable = False
+
+    _LAYERS_CACHE[key] = (tissue, body_term)
+    cached_bytes = sum(a.nbytes + b.nbytes for a, b in _LAYERS_CACHE.values())
+    while cached_bytes > LAYERS_CACHE_BYTES and len(_LAYERS_CACHE) > 1:
+        _, (old_tissue, old_term) = _LAYERS_CACHE.popitem(last=False)
+        cached_bytes -= old_tissue.nbytes + old_term.nbytes
+    return tissue, body_term
 
 
 @dataclass(frozen=True)

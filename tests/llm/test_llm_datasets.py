@@ -132,7 +132,7 @@ def test_med_mim_faults_quarantine(model_env, tmp_path):
         ),
         RunInfo(run_id="llm-test", started_at="2026-01-01T00:00:00+00:00"),
     )
-    shards = load_plan(staging)["shards"]
+    shards = load_plan(staging, with_units=True)["shards"]
     items = [unit for shard in shards for unit in shard["units"] if unit["type"] == "item"]
     questions = [item["question"] for item in items]
     # A question is a usable target when no other question contains it.
@@ -187,7 +187,7 @@ def test_med_mim_duplicate_question_rejected(model_env, tmp_path):
         ),
         RunInfo(run_id="llm-test", started_at="2026-01-01T00:00:00+00:00"),
     )
-    [shard, *_] = load_plan(staging)["shards"]
+    [shard, *_] = load_plan(staging, with_units=True)["shards"]
     item = next(unit for unit in shard["units"] if unit["type"] == "item")
     twin = {**item, "id": "twin", "question": item["question"] + " Answer briefly."}
     writer.faults[item["question"]] = "same_question"

@@ -150,7 +150,7 @@ def test_rerun_is_byte_identical(real_release: Path, real_sources, tmp_path: Pat
         order="shuffled",
         workers=2,
     )
-    parts = [json.loads(path.read_text()) for path in (staging / "parts").glob("*.json")]
+    parts = [json.loads(path.read_text()) for path in (staging / "parts").glob("shard-*.json")]
     published = store.load_manifest(real_release)["shards"]
     assert sorted(p["sha256"] for p in parts if p["sha256"]) == sorted(
         shard["sha256"] for shard in published

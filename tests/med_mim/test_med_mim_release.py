@@ -111,7 +111,9 @@ def test_images_decode_in_datasets(embedded: Path, tmp_path: Path, monkeypatch):
 def test_rerun_is_byte_identical(embedded: Path, tmp_path: Path):
     manifest = store.load_manifest(embedded)
     staging = stage(tmp_path, order="reverse", workers=2)
-    parts = [json.loads(path.read_text()) for path in sorted((staging / "parts").glob("*.json"))]
+    parts = [
+        json.loads(path.read_text()) for path in sorted((staging / "parts").glob("shard-*.json"))
+    ]
     rebuilt = sorted(part["sha256"] for part in parts if part["sha256"])
     assert rebuilt == sorted(shard["sha256"] for shard in manifest["shards"])
 

@@ -14,7 +14,13 @@ from corpusforge.generators.base import Rejected, ResolvedSource
 from corpusforge.generators.errors import SourceError
 from corpusforge.generators.imaging import phantom
 from corpusforge.generators.mllmu_med.sources import read_medqa, read_pubmedqa
-from corpusforge.generators.pipeline import BuildParams, RunInfo, generate_shard, plan_release
+from corpusforge.generators.pipeline import (
+    BuildParams,
+    RunInfo,
+    generate_shard,
+    load_plan,
+    plan_release,
+)
 
 
 def _source(fmt: str, path: Path) -> ResolvedSource:
@@ -162,7 +168,7 @@ def test_bad_images_and_rows_quarantined_by_reason(manifest_release):
 
 def test_good_images_still_make_patients(manifest_release):
     staging, _ = manifest_release
-    plan = json.loads((staging / "plan.json").read_text())
+    plan = load_plan(staging, with_units=True)
     patients = sum(
         len([unit for unit in shard["units"] if "patient" in unit])
         for shard in plan["shards"]
