@@ -55,6 +55,10 @@ TASK_MODULES = (
     "corpusforge.generators.pipeline",
     "corpusforge.generators.publish",
     "corpusforge.generators.stephint.builder",
+    "corpusforge.generators.med_mim.builder",
+    "corpusforge.generators.mllmu_med.builder",
+    # Every task parses its DAG file with the DagBag, 0.4 to 0.9 s of imports.
+    "airflow.dag_processing.dagbag",
 )
 PRELOAD_MODULES = (
     "airflow.executors.local_executor",
@@ -272,6 +276,10 @@ def base_environment(
             # The scheduler loop sleeps this long when it found nothing to do. It is shorter
             # than the default 1 s, so a run's next task starts sooner after the previous one.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            # The task supervisor waits in select() for up to this many seconds and can
+            # miss the task's exit, which kept each executor slot busy about 5 s longer
+            # than its task (bench/paper_scale_bench.py logs, Airflow 3.3). 1 is the minimum.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             # Short limits, so that a killed task or scheduler is noticed within the tests.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
