@@ -121,7 +121,8 @@ def part_digests(staging: Path) -> list[str]:
 
 def shard_usage(staging: Path) -> list[dict]:
     return [
-        json.loads(file.read_text()).get("llm") for file in sorted(staging.glob("parts/*.json"))
+        json.loads(file.read_text()).get("llm")
+        for file in sorted(staging.glob("parts/shard-*.json"))
     ]
 
 
