@@ -12,7 +12,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from corpusforge.generators import store
+from corpusforge.generators import objstore, store
+from corpusforge.generators.errors import ConfigError
 from corpusforge.generators.pipeline import (
     BuildParams,
     RunInfo,
@@ -38,6 +39,8 @@ def _progress(total: int):
 def run_build(args: argparse.Namespace) -> int:
     from corpusforge.data_contracts import validate_staging
 
+    if args.workers < 1:
+        raise ConfigError(f"invalid --workers {args.workers}: use 1 or more processes")
     now = dt.datetime.now(dt.UTC)
     params = BuildParams(
         dataset=args.dataset,
@@ -114,22 +117,45 @@ def _report(bar, done: int, total: int, rows: int) -> None:
         log.info("generated shard %d of %d (%d rows so far)", done, total, rows)
 
 
+def _check_output_root(args: argparse.Namespace) -> None:
+    """Raise ConfigError when a local --output-root does not exist, which is usually a typo."""
+    root = objstore.location(args.output_root)
+    if isinstance(root, Path) and not root.is_dir():
+        raise ConfigError(
+            f"output root {root} does not exist; pass the --output-root (or set "
+            "$CORPUSFORGE_OUTPUT_ROOT) that the releases were built under"
+        )
+
+
 def run_releases(args: argparse.Namespace) -> int:
+    _check_output_root(args)
     releases = store.list_releases(args.output_root, args.dataset)
     if not releases:
         print(f"no releases of {args.dataset} under {args.output_root}")
         return 0
     print(f"{'release':<32} {'rows':>10}  {'ordered at':<32} fingerprint")
+    damaged = 0
     for info in releases:
         mark = "  (LATEST)" if info.latest else ""
+        if info.problem:
+            damaged += 1
+            print(f"{info.release:<32} FAILED {info.problem}{mark}")
+            continue
         print(
             f"{info.release:<32} {info.num_rows:>10}  {info.ordered_at:<32} "
             f"{info.content_fingerprint[:16]}{mark}"
         )
+    if damaged:
+        print(
+            f"{damaged} damaged release(s) of {args.dataset}: run `corpusforge verify` on them, "
+            "then build them again or remove them"
+        )
+        return 1
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
+    _check_output_root(args)
     path = store.release_dir(args.output_root, args.dataset, args.release)
     manifest = store.load_manifest(path)
     if args.json:
@@ -166,9 +192,15 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    path = store.release_dir(args.output_root, args.dataset, args.release)
-    problems = store.verify_release(path)
-    manifest = store.load_manifest(path)
+    _check_output_root(args)
+    try:
+        path = store.release_dir(args.output_root, args.dataset, args.release)
+        problems = store.verify_release(path)
+        manifest = store.load_manifest(path)
+    except store.DamagedReleaseError as error:
+        print(f"FAILED {error}")
+        print(f"1 problem(s) in {args.dataset} release {args.release or 'LATEST'}")
+        return 1
     if problems:
         for problem in problems:
             print(f"FAILED {problem}")
@@ -179,9 +211,9 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from corpusforge.generators.errors import ConfigError
     from corpusforge.generators.retention import prune
 
+    _check_output_root(args)
     if args.staging_max_age < 0:
         raise ConfigError(f"invalid --staging-max-age {args.staging_max_age}: use 0 or more hours")
     result = prune(
@@ -203,8 +235,9 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from corpusforge.generators.errors import ConfigError
-
+    _check_output_root(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; give a folder, new or existing")
     if args.format == "med-mim-json":
         if args.dataset != "med_mim":
             raise ConfigError(
@@ -232,6 +265,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_score(args: argparse.Namespace) -> int:
     from corpusforge.generators.mllmu_med.scoring import read_predictions, score_release
 
+    _check_output_root(args)
     path = store.release_dir(args.output_root, args.dataset, args.release)
     with store.local_release(path) as local:
         report = score_release(local, read_predictions(args.predictions), args.config, args.ues)

@@ -26,6 +26,26 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _below_warning_from_gx(record: logging.LogRecord) -> bool:
+    """Return False for a Great Expectations log record below WARNING, so handlers drop it."""
+    return record.levelno >= logging.WARNING or not record.name.startswith("great_expectations")
+
+
+def _quiet_great_expectations() -> None:
+    """Drop Great Expectations log records below WARNING.
+
+    Great Expectations logs hundreds of INFO lines per validation, such as "Skipping
+    registering function ... because it is a closure". Setting the level of its root
+    logger is not enough, because great_expectations.data_context.types.base sets
+    its own logger to INFO when it is imported (Great Expectations 1.x), so the
+    handlers filter the records too.
+    """
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if _below_warning_from_gx not in handler.filters:
+            handler.addFilter(_below_warning_from_gx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corpusforge",
@@ -76,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="language-model setting key=value, such as mode=batch or concurrency=32 "
         "(settings in the README)",
     )
-    build.add_argument("--workers", type=int, default=1, help="processes that generate shards")
+    build.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that generate shards, 1 or more (default: 1)",
+    )
     build.add_argument(
         "--shard-order",
         choices=["sequential", "reverse", "shuffled"],
@@ -96,7 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the manifest as JSON")
     add_root(show)
 
-    verify = commands.add_parser("verify", help="recompute a release's checksums")
+    verify = commands.add_parser(
+        "verify",
+        help="check a release's shard files against its manifest; exit 1 on a problem",
+        description=(
+            "Recompute the size and sha256 of every shard listed in manifest.json, report "
+            "Parquet files under data/ that the manifest does not list, and recompute the "
+            "manifest's content_fingerprint. The dataset card (README.md), quarantine/ and "
+            "validation/ files have no checksum in the manifest, so changes to them are not "
+            "detected. Exit 0 when the release is intact, 1 on a problem or a missing or "
+            "invalid manifest.json."
+        ),
+    )
     verify.add_argument("dataset")
     verify.add_argument("release", nargs="?")
     add_root(verify)
@@ -171,11 +207,23 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        _quiet_great_expectations()
     from corpusforge import commands
 
     handler = getattr(commands, f"run_{args.command}")
     try:
-        return handler(args)
+        code = handler(args)
+        # Flush here, so that a closed pipe raises inside this block.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout exited early, as `head` does. As the "Note on SIGPIPE"
+        # of Python's signal module documentation recommends, point stdout at
+        # devnull so that the flush at exit does not raise again, and exit with 1.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except CorpusforgeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

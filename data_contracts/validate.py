@@ -8,12 +8,16 @@ the needed columns of every shard through the release rules. Results go to
 `<staging>/validation/`: `summary.json`, and the GX results that each shard's
 `gx_results` in the summary lists.
 
-A release whose shards all have 0 rows passes with 0 rows: there are no rows
-that could break a rule, and the manifest checks still run.
+A split whose shards all have 0 rows passes, and the dataset card lists it with
+0 rows and leaves it out of its configs. A release with 0 rows in every split
+fails, with the quarantine reasons of its records, so that a source whose
+records were all rejected (for example by a field mapping that matches no
+field) is never published.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -207,8 +211,9 @@ def validate_staging(
         seconds=time.monotonic() - started,
     )
     write_json(Path(report.summary_path), report.to_json())
-    if report.rows == 0:
-        logger.warning("Release %s of %s has no rows", report.release, report.dataset)
+    if report.rows == 0 and report.success:
+        logger.error("Release %s of %s has no rows", report.release, report.dataset)
+        raise ValidationFailed(_no_rows_message(run.staging, report, shards))
     if not report.success:
         failed = ", ".join(rule.name for rule in report.failed_rules)
         logger.error("Release %s failed rules: %s", report.release, failed)
@@ -217,6 +222,50 @@ def validate_staging(
         "Release %s passed %d rules on %d rows", report.release, len(run.rules), report.rows
     )
     return report
+
+
+def _no_rows_message(staging: Path, report: ValidationReport, shards: list[Shard]) -> str:
+    """Return why a release has no rows: quarantined records by reason, an example and a fix."""
+    reasons: dict[str, int] = {}
+    for shard in shards:
+        for reason, count in shard.quarantined.items():
+            reasons[reason] = reasons.get(reason, 0) + int(count)
+    lines = [f"{report.dataset} release {report.release!r} has no rows, so it is not published."]
+    if reasons:
+        counts = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+        lines.append(f"Every source record was quarantined: {counts}.")
+        example = _first_quarantined(staging)
+        if example:
+            lines.append(f"First quarantined record: {example}")
+        lines.append(
+            "The records are in quarantine/ of the staging folder. Check that each source's "
+            "format matches its file, and that field options such as problem_field or "
+            "answer_field name fields that the records have."
+        )
+    else:
+        lines.append(
+            "The sources gave no records: check the sources and the limit. "
+            "No record was quarantined."
+        )
+    return "\n".join(lines)
+
+
+def _first_quarantined(staging: Path) -> str:
+    """Return the line and detail of the first record in the staging quarantine, or ""."""
+    for path in sorted((staging / "quarantine").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as stream:
+            line = stream.readline()
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            return ""
+        where = f"line {record['line']} of " if record.get("line") else ""
+        return (
+            f"{where}{record.get('source')} source: {record.get('reason')}: {record.get('detail')}"
+        )
+    return ""
 
 
 def validate_shard(staging: str | Path, index: int) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from typing import IO, Any
 
 from corpusforge.generators.errors import SourceError
 
+# Every Parquet file starts (and ends) with these four bytes.
+PARQUET_MAGIC = b"PAR1"
+
 
 def open_source_file(path: str) -> IO[bytes]:
     """Open `path` for binary reading, raising SourceError when it is missing or unreadable."""
@@ -34,12 +37,22 @@ def iter_json_objects(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
     Lines are split on "\\n" only, so U+2028 and other Unicode line separators
     inside JSON strings stay part of their line. A UTF-8 byte order mark on the
-    first line is ignored. Raise SourceError when the file is missing, a line is
-    not UTF-8 or not a JSON object, or the file has no records.
+    first line is ignored. Raise SourceError when the file is missing, is a
+    Parquet file, a line is not UTF-8 or not a JSON object, or the file has no
+    records.
     """
     records = 0
     with open_source_file(path) as handle:
         for number, raw_line in enumerate(handle, start=1):
+            if number == 1 and raw_line.startswith(PARQUET_MAGIC):
+                raise SourceError(
+                    path,
+                    "starts with the Parquet magic bytes PAR1, so it looks like a Parquet "
+                    "file, not JSON Lines",
+                    line=1,
+                    fix="use the `parquet:` source format, which stephint offers, or convert "
+                    "the file to JSON Lines",
+                )
             text = _decode_line(path, number, raw_line)
             if number == 1:
                 text = text.removeprefix("\ufeff")

@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from corpusforge.generators.errors import ConfigError, SourceError
 
@@ -53,6 +53,46 @@ def parse_source(text: str, known_formats: tuple[str, ...]) -> SourceSpec:
             "[a-z0-9_]+ (the datasets library rejects hyphens)"
         )
     return SourceSpec(text=text, format=fmt, path=path.strip(), options=options)
+
+
+def check_source_options(
+    text: str, fmt: str, options: dict[str, str], known: tuple[str, ...]
+) -> None:
+    """Raise ConfigError naming any option of source `text` that format `fmt` does not take."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = ", ".join(known) if known else "no options"
+        raise ConfigError(f"unknown option(s) {unknown} in source {text!r}; {fmt} takes: {takes}")
+
+
+def int_source_option(
+    text: str, options: dict[str, str], name: str, default: int, *, minimum: int = 1
+) -> int:
+    """Return the integer option `name` of source `text`, or `default` when it is absent or empty.
+
+    Raise ConfigError naming the option, the value and the source when the value is
+    not an integer or is below `minimum`.
+    """
+    raw = options.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(
+            f"invalid {name} {raw!r} in source {text!r}: use an integer of {minimum} or more"
+        ) from None
+    if value < minimum:
+        raise ConfigError(
+            f"invalid {name} {value} in source {text!r}: use an integer of {minimum} or more"
+        )
+    return value
+
+
+def source_text(fmt: str, path: str, options: dict[str, str]) -> str:
+    """Return a source string `format:path?key=value` for messages, from its parsed parts."""
+    query = urlencode(options, safe="/:")
+    return f"{fmt}:{path}?{query}" if query else f"{fmt}:{path}"
 
 
 def sha256_of_path(path: Path) -> str:

@@ -17,15 +17,21 @@ from typing import Any
 from upath import UPath
 
 from corpusforge.generators import layout, objstore
-from corpusforge.generators.errors import ConfigError, PublishError
+from corpusforge.generators.errors import ConfigError, CorpusforgeError, PublishError
 from corpusforge.generators.manifest import content_fingerprint
 from corpusforge.generators.publish import read_latest
 from corpusforge.generators.remote_release import pointer_target, published_releases, read_pointer
 from corpusforge.generators.shard_writer import file_sha256
 
 
+class DamagedReleaseError(CorpusforgeError):
+    """A published release whose manifest.json is missing or is not a JSON object."""
+
+
 @dataclass(frozen=True)
 class ReleaseInfo:
+    """One published release; a damaged release has `problem` set and its other fields empty."""
+
     release: str
     path: Path | UPath
     num_rows: int
@@ -33,10 +39,14 @@ class ReleaseInfo:
     ordered_at: str
     content_fingerprint: str
     latest: bool
+    problem: str = ""
 
 
 def list_releases(output_root: str | Path, dataset: str) -> list[ReleaseInfo]:
-    """Return the published releases of `dataset`, oldest first by order date."""
+    """Return the published releases of `dataset`, oldest first by order date.
+
+    A damaged release is listed with its `problem` set, after the others.
+    """
     root = layout.dataset_dir(output_root, dataset)
     if isinstance(root, UPath):
         return _list_remote_releases(root)
@@ -47,19 +57,8 @@ def list_releases(output_root: str | Path, dataset: str) -> list[ReleaseInfo]:
     for entry in root.iterdir():
         if entry.name.startswith(".") or not entry.is_symlink():
             continue
-        manifest = load_manifest(entry)
-        releases.append(
-            ReleaseInfo(
-                release=entry.name,
-                path=entry,
-                num_rows=manifest["num_rows"],
-                created_at=manifest["created_at"],
-                ordered_at=manifest["run"]["ordered_at"],
-                content_fingerprint=manifest["content_fingerprint"],
-                latest=entry.name == latest,
-            )
-        )
-    return sorted(releases, key=lambda info: (info.ordered_at, info.release))
+        releases.append(_release_info(entry.name, entry, entry.name == latest))
+    return _sorted(releases)
 
 
 def _list_remote_releases(root: UPath) -> list[ReleaseInfo]:
@@ -70,19 +69,31 @@ def _list_remote_releases(root: UPath) -> list[ReleaseInfo]:
         if pointer is None:
             continue  # removed by a prune while this loop ran
         path = pointer_target(root, pointer)
+        releases.append(_release_info(name, path, name == latest))
+    return _sorted(releases)
+
+
+def _release_info(name: str, path: Path | UPath, latest: bool) -> ReleaseInfo:
+    try:
         manifest = load_manifest(path)
-        releases.append(
-            ReleaseInfo(
-                release=name,
-                path=path,
-                num_rows=manifest["num_rows"],
-                created_at=manifest["created_at"],
-                ordered_at=manifest["run"]["ordered_at"],
-                content_fingerprint=manifest["content_fingerprint"],
-                latest=name == latest,
-            )
+        return ReleaseInfo(
+            release=name,
+            path=path,
+            num_rows=manifest["num_rows"],
+            created_at=manifest["created_at"],
+            ordered_at=manifest["run"]["ordered_at"],
+            content_fingerprint=manifest["content_fingerprint"],
+            latest=latest,
         )
-    return sorted(releases, key=lambda info: (info.ordered_at, info.release))
+    except DamagedReleaseError as error:
+        return ReleaseInfo(name, path, 0, "", "", "", latest, problem=str(error))
+    except (KeyError, TypeError) as error:
+        problem = f"{path}/manifest.json: field {error} is missing or has the wrong type"
+        return ReleaseInfo(name, path, 0, "", "", "", latest, problem=problem)
+
+
+def _sorted(releases: list[ReleaseInfo]) -> list[ReleaseInfo]:
+    return sorted(releases, key=lambda info: (bool(info.problem), info.ordered_at, info.release))
 
 
 def release_dir(output_root: str | Path, dataset: str, release: str | None) -> Path | UPath:
@@ -98,9 +109,20 @@ def release_dir(output_root: str | Path, dataset: str, release: str | None) -> P
     if isinstance(root, UPath):
         path = _resolve_remote(root, release)
         found = path is not None and objstore.exists(path / "manifest.json")
+        if path is not None and not found:
+            raise DamagedReleaseError(
+                f"{path}/manifest.json: missing, although the pointer of release {release!r} "
+                "names that folder; build the release again"
+            )
     else:
         path = root / release
         found = (path / "manifest.json").exists()
+        if not found and path.is_symlink():
+            raise DamagedReleaseError(
+                f"{path}/manifest.json: missing, because the link {path} points to "
+                f"{path.readlink()}, which does not exist; build the release again or "
+                "remove the link"
+            )
     if not found:
         known = ", ".join(info.release for info in list_releases(output_root, dataset)) or "none"
         raise ConfigError(f"release {release!r} not found under {root}; published: {known}")
@@ -118,10 +140,31 @@ def _resolve_remote(root: UPath, release: str) -> UPath | None:
 
 
 def load_manifest(path: Path | UPath) -> dict[str, Any]:
+    """Return a release's manifest.json as a dict.
+
+    Raise DamagedReleaseError naming the file when it is missing or is not a JSON object.
+    """
     folder = objstore.location(path)
-    if isinstance(folder, UPath):
-        return objstore.read_json(folder / "manifest.json")
-    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    file = folder / "manifest.json"
+    try:
+        if isinstance(folder, UPath):
+            manifest = objstore.read_json(file)
+        else:
+            manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise DamagedReleaseError(
+            f"{file}: missing, so the release is damaged; build it again or remove it"
+        ) from error
+    except ValueError as error:
+        raise DamagedReleaseError(
+            f"{file}: invalid JSON ({error}), so the release is damaged; build it again or "
+            "remove it"
+        ) from error
+    if not isinstance(manifest, dict):
+        raise DamagedReleaseError(
+            f"{file}: expected a JSON object, found {type(manifest).__name__}"
+        )
+    return manifest
 
 
 @contextlib.contextmanager
@@ -140,7 +183,13 @@ def local_release(path: Path | UPath) -> Iterator[Path]:
 
 
 def verify_release(path: Path | UPath) -> list[str]:
-    """Recompute every checksum of a release; return one message per problem found."""
+    """Recompute the checksums of a release's shards; return one message per problem found.
+
+    Checks the size and sha256 of every shard in the manifest, Parquet files under
+    data/ that the manifest does not list, and the content fingerprint.
+    NOTE: the manifest stores no checksum of the card (README.md), quarantine/ or
+    validation/, so a change to those files is not detected here.
+    """
     folder = objstore.location(path)
     if isinstance(folder, UPath):
         return _verify_remote_release(folder)

@@ -375,7 +375,7 @@ class CatalogBuilder:
                         _reject_image(error, source.format, entry.qid, entry.line, record)
                     )
                 continue
-            pairs = self._consistent_pairs(source, entries)
+            pairs, accepted = self._consistent_pairs(source, entries)
             metadata = first.metadata
             region = _first_value(metadata, REGION_FIELDS)
             modality = _first_value(metadata, MODALITY_FIELDS)
@@ -390,7 +390,8 @@ class CatalogBuilder:
                 modality=MODALITY_NAMES.get(modality.upper(), modality) if modality else None,
                 qa=tuple(pairs),
             )
-            uses = [(entry.qid, entry.line, record) for entry in entries]
+            # Records already quarantined above are not quarantined again if the image fails.
+            uses = [(entry.qid, entry.line, record) for entry in accepted]
             if self._add(facts, uses):
                 pool.append(facts.key)
         self.catalog.pools[index] = pool
@@ -416,18 +417,46 @@ class CatalogBuilder:
             by_image[record.image].append(record)
         return by_image
 
-    def _consistent_pairs(self, source: ResolvedSource, entries: list[Any]) -> list[QAPair]:
-        """Return one QA pair per distinct question; quarantine questions with conflicting answers.
+    def _consistent_pairs(
+        self, source: ResolvedSource, entries: list[Any]
+    ) -> tuple[list[QAPair], list[Any]]:
+        """Return one QA pair per distinct question, and the entries that were not quarantined.
 
-        Paraphrased and template copies of a question with the same answer are
-        kept once, because a position question built from each would repeat.
+        An entry with an empty or null question or answer is quarantined as
+        `missing_field` first, so it never makes a valid copy of its question
+        look conflicting. Then every entry of a question with different answers
+        is quarantined as `conflicting_answers`. Paraphrased and template
+        copies of a question with the same answer are kept once, because a
+        position question built from each would repeat.
         """
-        answers: dict[str, set[str]] = defaultdict(set)
+        complete = []
         for entry in entries:
+            empty = [
+                name
+                for name, value in (("question", entry.question), ("answer", entry.answer))
+                if not value.strip()
+            ]
+            if empty:
+                self.catalog.rejected.append(
+                    Rejected(
+                        reason="missing_field",
+                        source=source.format,
+                        source_id=entry.qid,
+                        line=entry.line,
+                        detail=f"the {' and '.join(empty)} is missing or empty",
+                        record={"image": entry.image, "question": entry.question},
+                    )
+                )
+            else:
+                complete.append(entry)
+
+        answers: dict[str, set[str]] = defaultdict(set)
+        for entry in complete:
             question = normalize_question(entry.question).lower()
             answers[question].add(normalize_answer(entry.answer).lower())
         pairs: dict[str, QAPair] = {}
-        for entry in entries:
+        accepted = []
+        for entry in complete:
             question = normalize_question(entry.question).lower()
             if len(answers[question]) > 1:
                 self.catalog.rejected.append(
@@ -444,18 +473,7 @@ class CatalogBuilder:
                     )
                 )
                 continue
-            if not entry.question.strip() or not entry.answer.strip():
-                self.catalog.rejected.append(
-                    Rejected(
-                        reason="missing_field",
-                        source=source.format,
-                        source_id=entry.qid,
-                        line=entry.line,
-                        detail="the record has an empty question or answer",
-                        record={"image": entry.image, "question": entry.question},
-                    )
-                )
-                continue
+            accepted.append(entry)
             if question in pairs:
                 continue
             pairs[question] = QAPair(
@@ -465,7 +483,7 @@ class CatalogBuilder:
                 answer_type=entry.answer_type,
                 question_type=str(entry.metadata.get("question_type", "")),
             )
-        return list(pairs.values())
+        return list(pairs.values()), accepted
 
 
 def _limited(records: Iterable[Any], limit: int | None) -> Iterable[Any]:

@@ -13,9 +13,13 @@ Two layouts are accepted:
 Visits are ordered by follow-up number, never by file name: in the upstream
 data `00000003_000.png` is follow-up 7 of patient 3. Problems with one row
 (unknown finding label, missing or duplicate follow-up number, missing field,
-duplicate image name) quarantine that row. A patient left with one usable visit
-cannot form a series and is quarantined as `single_visit` by the catalog, after
-its images have been checked. Problems with the whole file raise SourceError.
+duplicate image name) quarantine that row. In `patients.json` an `age` that is
+present but not a whole number of years from 0 to 120 quarantines the visit as
+`invalid_age`. The CSV reader keeps such visits with an unknown age instead,
+because upstream CSV versions contain data-entry errors such as 412. A patient
+left with one usable visit cannot form a series and is quarantined as
+`single_visit` by the catalog, after its images have been checked. Problems
+with the whole file raise SourceError.
 """
 
 from __future__ import annotations
@@ -338,6 +342,17 @@ def _patients_json_rows(file: Path, limit: int | None) -> Iterator[tuple[str, Ni
                     None,
                     "visit without an image path",
                     visit if isinstance(visit, dict) else {"visit": repr(visit)},
+                )
+                continue
+            age = visit.get("age")
+            age_given = age is not None and not (isinstance(age, str) and not age.strip())
+            if age_given and parse_age(age) is None:
+                yield _reject(
+                    "invalid_age",
+                    image,
+                    None,
+                    f"age {age!r} is not a whole number of years from 0 to {MAX_AGE_YEARS}",
+                    dict(visit),
                 )
                 continue
             yield _visit(

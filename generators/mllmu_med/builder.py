@@ -194,6 +194,7 @@ lines, emails use example.org and example.com, and record numbers start with
         return _LICENSES.get(fmt)
 
     def resolve_source(self, fmt: str, path: str, options: dict[str, str]) -> tuple[str, str, str]:
+        sources.check_options(fmt, path, options)
         if fmt in sources.EMBEDDED_FORMATS:
             digest = hashlib.sha256()
             root = Path(sources.__file__).resolve().parent.parent

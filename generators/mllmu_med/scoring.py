@@ -3,17 +3,26 @@
 Predictions map record ids to answers. Per split of a forget config (forget,
 retain, test, real) and per evaluation task:
 
-- classification: accuracy; a prediction counts when it is the target letter
-  (A-D, optionally followed by ")" or "." and text) or the target option's text;
+- classification: accuracy; a prediction picks an option by its text (compared
+  after normalization), else by a letter written as `B`, `(B)`, `B)`, `B.` or
+  `B:`, optionally followed by that option's text. The text is matched first,
+  because option texts such as "A reduction in ..." start with a letter;
 - cloze: accuracy of the normalized prediction (case, spaces and a final period
   ignored) against the target;
 - generation: ROUGE-L F1 over lower-cased word tokens against the target.
 
 The target is `answer`, the value the fine-tuning data teaches: after
 unlearning, a forget score near 0 means the value is no longer reproduced.
-Records without a prediction score 0 and are counted as `missing`. For
-corrupted knowledge records, `correct_rate` reports how often the prediction
-matches the true answer instead.
+Records without a prediction score 0 and are counted as `missing`.
+`answered_score` is the same mean over the records that have a prediction,
+so it separates wrong answers from missing ones. For corrupted knowledge
+records, `correct_rate` reports how often the prediction matches the true
+answer instead.
+
+`score_release` logs a warning for prediction ids that are not records of the
+release and for splits with missing predictions. It raises ConfigError when
+no prediction matches a scored record: such a file was probably written for
+another release or config, and scoring it would report perfect forgetting.
 
 Unlearning efficiency score (UES). The MLLMU-Med paper's formula was not
 available when this was written, so `harmonic_v1` is this project's own and
@@ -33,6 +42,7 @@ records are left out of their mean.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +51,8 @@ from typing import Any
 from corpusforge.generators.errors import ConfigError
 from corpusforge.generators.mllmu_med.injections import normalize
 from corpusforge.generators.mllmu_med.splits import FORGET_CONFIGS, LETTERS
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("forget", "retain", "test", "real")
 TASKS = ("classification", "generation", "cloze")
@@ -55,7 +67,11 @@ COLUMNS = [
     "correct_answer",
     "corrupted",
 ]
-_LETTER = re.compile(r"^\(?([A-Da-d])(?:[).:\s]|$)")
+# A letter answer: "B", "(B)", "B)", "B." or "B:". All but the bare letter may be
+# followed by the option's text.
+_LETTER_ANSWER = re.compile(
+    r"\(([A-D])\)\s*(.*)|([A-D])[).:]\s*(.*)|([A-D])", re.IGNORECASE | re.DOTALL
+)
 _TOKEN = re.compile(r"\w+")
 
 
@@ -133,12 +149,35 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def picked_options(prediction: str, options: list[str]) -> set[int]:
+    """Return the indices of the options a classification prediction picks.
+
+    A prediction equal to an option's text (after `normalize`) picks that option;
+    options with the same text are all picked. Otherwise a letter answer picks
+    its option when the text after the letter is empty or that option's text.
+    Anything else picks nothing.
+    """
+    text = normalize(prediction)
+    if not text:
+        return set()
+    texts = [normalize(option) for option in options]
+    by_text = {index for index, option in enumerate(texts) if option == text}
+    if by_text:
+        return by_text
+    match = _LETTER_ANSWER.fullmatch(prediction.strip())
+    if match is None:
+        return set()
+    letter = (match.group(1) or match.group(3) or match.group(5)).upper()
+    index = LETTERS.index(letter)
+    rest = match.group(2) or match.group(4) or ""
+    if index >= len(options) or (rest.strip() and normalize(rest) != texts[index]):
+        return set()
+    return {index}
+
+
 def classification_correct(prediction: str, letter: str, options: list[str]) -> bool:
-    """Return whether a prediction picks option `letter`, by letter or by the option's text."""
-    match = _LETTER.match(prediction.strip())
-    if match:
-        return match.group(1).upper() == letter
-    return normalize(prediction) == normalize(options[LETTERS.index(letter)])
+    """Return whether a prediction picks option `letter`, by the option's text or by letter."""
+    return LETTERS.index(letter) in picked_options(prediction, options)
 
 
 def score_record(row: dict[str, Any], prediction: str) -> float:
@@ -162,33 +201,51 @@ def _matches_correct(row: dict[str, Any], prediction: str) -> bool:
 
 
 def score_split(rows: list[dict[str, Any]], predictions: dict[str, str]) -> dict[str, Any]:
-    """Return the task scores, counts and breakdowns of one split's evaluation records."""
+    """Return the task scores, counts and breakdowns of one split's evaluation records.
+
+    `score` counts a missing prediction as 0. `answered_score` leaves records
+    without a prediction out, and is None when no record has one.
+    """
     result: dict[str, Any] = {"records": 0, "missing": 0, "tasks": {}, "scenarios": {}}
+    # (scenario or "all", task) -> scores of every record and of the answered records.
     sums: dict[tuple[str, str], list[float]] = {}
+    answered: dict[tuple[str, str], list[float]] = {}
     corrupted_hits: list[float] = []
     for row in rows:
         if row["task"] not in TASKS:
             continue
         result["records"] += 1
+        keys = [("all", row["task"]), (row["scenario"], row["task"])]
         prediction = predictions.get(row["id"])
         if prediction is None:
             result["missing"] += 1
             value = 0.0
         else:
             value = score_record(row, prediction)
-            if row["corrupted"]:
-                corrupted_hits.append(float(_matches_correct(row, prediction)))
-        if prediction is None and row["corrupted"]:
-            corrupted_hits.append(0.0)
-        sums.setdefault(("all", row["task"]), []).append(value)
-        sums.setdefault((row["scenario"], row["task"]), []).append(value)
+            for key in keys:
+                answered.setdefault(key, []).append(value)
+        if row["corrupted"]:
+            hit = prediction is not None and _matches_correct(row, prediction)
+            corrupted_hits.append(float(hit))
+        for key in keys:
+            sums.setdefault(key, []).append(value)
+
     for (scenario, task), values in sorted(sums.items()):
         target = (
             result["tasks"] if scenario == "all" else result["scenarios"].setdefault(scenario, {})
         )
-        target[task] = {"score": sum(values) / len(values), "records": len(values)}
+        scored = answered.get((scenario, task), [])
+        target[task] = {
+            "score": sum(values) / len(values),
+            "answered_score": sum(scored) / len(scored) if scored else None,
+            "records": len(values),
+            "missing": len(values) - len(scored),
+        }
     task_scores = [entry["score"] for entry in result["tasks"].values()]
     result["score"] = sum(task_scores) / len(task_scores) if task_scores else None
+    result["answered_score"] = _mean(
+        [entry["answered_score"] for entry in result["tasks"].values()]
+    )
     result["correct_rate"] = sum(corrupted_hits) / len(corrupted_hits) if corrupted_hits else None
     return result
 
@@ -238,13 +295,16 @@ def score_release(
 
     report: dict[str, Any] = {"config": config, "ues_formula": ues, "splits": {}}
     known_ids: set[str] = set()
+    scored_ids: set[str] = set()
     for split in SPLITS:
         if split not in available:
             continue
         rows = load(release_dir, config, split, columns=COLUMNS).to_pylist()
         known_ids.update(row["id"] for row in rows)
+        scored_ids.update(row["id"] for row in rows if row["task"] in TASKS)
         report["splits"][split] = score_split(rows, predictions)
     report["unknown_ids"] = len(set(predictions) - known_ids)
+    report["warnings"] = _check_coverage(release_dir, config, report, predictions, scored_ids)
 
     gaps: dict[str, float] = {}
     forget, retain = report["splits"].get("forget"), report["splits"].get("retain")
@@ -257,3 +317,57 @@ def score_release(
     report["retain_minus_forget"] = gaps
     report.update(UES_FORMULAS[ues](report["splits"]))
     return report
+
+
+def _check_coverage(
+    release_dir: Path,
+    config: str,
+    report: dict[str, Any],
+    predictions: dict[str, str],
+    scored_ids: set[str],
+) -> list[str]:
+    """Log and return warnings about unknown ids and splits with missing predictions.
+
+    Raise ConfigError when no prediction matches a scored record.
+    """
+    release = _release_key(release_dir)
+    if not predictions:
+        raise ConfigError("the predictions file contains no predictions")
+    if not scored_ids & set(predictions):
+        raise ConfigError(
+            f"none of the {len(predictions)} prediction ids is an evaluation record of config "
+            f"{config} in release {release!r}, so the file was probably written for another "
+            "release or config; pass that one with --release or --config"
+        )
+
+    warnings = []
+    if report["unknown_ids"]:
+        warnings.append(
+            f"{report['unknown_ids']} of {len(predictions)} prediction ids are not in the "
+            f"{', '.join(report['splits'])} splits of config {config} in release {release!r}; "
+            "they were ignored"
+        )
+    for split, result in report["splits"].items():
+        if result["missing"] == 0:
+            continue
+        if result["missing"] == result["records"]:
+            warnings.append(
+                f"split {split} has no predictions: its {result['records']} records score 0"
+            )
+        else:
+            warnings.append(
+                f"split {split}: {result['missing']} of {result['records']} records have no "
+                "prediction and score 0 (see answered_score for the answered records only)"
+            )
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
+def _release_key(release_dir: Path) -> str:
+    """Return the release key from manifest.json, or the folder name when it cannot be read."""
+    try:
+        manifest = json.loads((release_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return release_dir.name
+    return str(manifest.get("release") or release_dir.name)

@@ -34,6 +34,16 @@ FORMATS = ("vqa_rad", "image_qa", "medqa", "pubmedqa", "phantom", "embedded_dico
 # Formats that need no file: their code is their source.
 EMBEDDED_FORMATS = ("phantom", "embedded_dicom", "facts")
 ROLES = ("auto", "patients", "real")
+# Options each source format takes.
+SOURCE_OPTIONS = {
+    "vqa_rad": ("image_root", "role"),
+    "image_qa": ("image_root", "image_field", "question_field", "answer_field", "id_field", "role"),
+    "medqa": ("role",),
+    "pubmedqa": ("role",),
+    "phantom": ("patients", "visits", "questions", "size"),
+    "embedded_dicom": ("role",),
+    "facts": ("role",),
+}
 CHOICE_LETTERS = ("A", "B", "C", "D")
 
 
@@ -355,7 +365,7 @@ def read_sources(sources: list[ResolvedSource], limit: int | None) -> SourceCont
     contents = SourceContents()
     for index, source in enumerate(sources):
         if source.format == "phantom":
-            count = int(source.options.get("patients", 0) or 0)
+            count = phantom_patients(source.spec, source.options)
             count = min(count, limit) if limit is not None else count
             contents.phantom_patients.extend((index, number) for number in range(count))
             continue
@@ -377,6 +387,23 @@ def read_sources(sources: list[ResolvedSource], limit: int | None) -> SourceCont
             else:
                 contents.text_items.append((index, result))
     return contents
+
+
+def check_options(fmt: str, path: str, options: dict[str, str]) -> None:
+    """Raise ConfigError for an option that `fmt` does not take or an invalid patient count."""
+    from corpusforge.generators.sources import check_source_options, source_text
+
+    text = source_text(fmt, path, options)
+    check_source_options(text, fmt, options, SOURCE_OPTIONS[fmt])
+    if fmt == "phantom":
+        phantom_patients(text, options)
+
+
+def phantom_patients(text: str, options: dict[str, str]) -> int:
+    """Return the `patients` option of a phantom source: 0 or more, 0 when absent."""
+    from corpusforge.generators.sources import int_source_option
+
+    return int_source_option(text, options, "patients", 0, minimum=0)
 
 
 def resolve(fmt: str, path: str, options: dict[str, str]) -> Path:

@@ -24,8 +24,16 @@ from corpusforge.generators.base import (
 )
 from corpusforge.generators.errors import ConfigError
 from corpusforge.generators.llm import stephint as stephint_llm
+from corpusforge.generators.llm.stephint_teacher import OPTION_KEYS as TEACHER_OPTION_KEYS
 from corpusforge.generators.seeding import stable_id
-from corpusforge.generators.sources import SourceSpec, resolve_path, sha256_of_path
+from corpusforge.generators.sources import (
+    SourceSpec,
+    check_source_options,
+    int_source_option,
+    resolve_path,
+    sha256_of_path,
+    source_text,
+)
 from corpusforge.generators.stephint import partition, records, sources, synthetic
 
 CONFIG = "chains"
@@ -38,6 +46,18 @@ STYLES = {
     "longcot": "longcot",
     "synthetic_math": "math",
     TEACHER_FORMAT: "math",
+}
+# Options each source format takes. Every format takes `split`. The problems of
+# `synthetic_math` are drawn from the release seed, so it takes no `seed` option.
+SOURCE_OPTIONS = {
+    **{fmt: (*sources.OPTION_KEYS[fmt], "split") for fmt in sources.FORMATS},
+    "synthetic_math": ("count", "split"),
+    TEACHER_FORMAT: TEACHER_OPTION_KEYS,
+}
+# Integer dataset options: name -> (minimum, default).
+INTEGER_OPTIONS = {
+    "min_step_chars": (1, partition.DEFAULT_MIN_STEP_CHARS),
+    "max_steps": (1, partition.DEFAULT_MAX_STEPS),
 }
 # Records whose model requests are sent together when a model scores boundaries or
 # writes chains. Larger blocks keep more requests in flight but hold more chains in memory.
@@ -112,6 +132,24 @@ def _default_split(fmt: str, name: str) -> str:
     return "train"
 
 
+def _check_integer_options(options: dict[str, Any]) -> None:
+    """Raise ConfigError naming an integer dataset option whose value is not a valid integer."""
+    for name, (minimum, default) in INTEGER_OPTIONS.items():
+        value = options.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            valid = False
+        else:
+            try:
+                valid = int(value) >= minimum
+            except ValueError:
+                valid = False
+        if not valid:
+            raise ConfigError(
+                f"invalid option {name}={value!r}: use an integer of {minimum} or more, "
+                f"for example --option {name}={default} (the default)"
+            )
+
+
 class StepHintBuilder(DatasetBuilder):
     name = "stephint"
     pretty_name = "StepHint reasoning chains"
@@ -144,8 +182,7 @@ The license of each release follows its sources (table below).
     def default_options(self) -> dict[str, Any]:
         return {
             "scorer": "heuristic",
-            "min_step_chars": partition.DEFAULT_MIN_STEP_CHARS,
-            "max_steps": partition.DEFAULT_MAX_STEPS,
+            **{name: default for name, (_, default) in INTEGER_OPTIONS.items()},
             "end_token": stephint_llm.DEFAULT_END_TOKEN,
             "scorer_prompt": stephint_llm.DEFAULT_SCORER_PROMPT,
         }
@@ -186,7 +223,10 @@ The license of each release follows its sources (table below).
         return "\n".join(lines) + "\n"
 
     def resolve_source(self, fmt: str, path: str, options: dict[str, str]) -> tuple[str, str, str]:
+        text = source_text(fmt, path, options)
+        check_source_options(text, fmt, options, SOURCE_OPTIONS[fmt])
         if fmt == "synthetic_math":
+            int_source_option(text, options, "count", DEFAULT_SYNTHETIC_COUNT)
             # The generator's own code is the source: its sha256 changes when the problems do.
             code = Path(synthetic.__file__).read_bytes()
             return "", "synthetic_math", hashlib.sha256(code).hexdigest()
@@ -197,9 +237,7 @@ The license of each release follows its sources (table below).
         return str(resolved), resolved.name, sha256_of_path(resolved)
 
     def _synthetic_count(self, source: ResolvedSource, limit: int | None) -> int:
-        count = int(source.options.get("count") or DEFAULT_SYNTHETIC_COUNT)
-        if count < 1:
-            raise ConfigError(f"option count must be at least 1 in source {source.spec!r}")
+        count = int_source_option(source.spec, source.options, "count", DEFAULT_SYNTHETIC_COUNT)
         return min(count, limit) if limit is not None else count
 
     def _raw_records(
@@ -229,6 +267,7 @@ The license of each release follows its sources (table below).
             raise ConfigError(
                 f"unknown scorer {ctx.options.get('scorer')!r}; available: {', '.join(SCORERS)}"
             )
+        _check_integer_options(ctx.options)
         stephint_llm.check_options(ctx.options, [source.format for source in ctx.sources])
         ranges: dict[str, list[dict[str, Any]]] = {}
         for number, source in enumerate(ctx.sources):

@@ -254,8 +254,10 @@ def to_example(fmt: str, raw: RawRecord, options: dict[str, str]) -> Example | R
                 "invalid_field",
                 f"field {name!r} ({role}) is a {type(value).__name__}, expected text or a number",
             )
-        if problem == "unicode":
+        if problem == "bytes":
             return reject("invalid_unicode", f"field {name!r} ({role}) is not valid UTF-8")
+        if problem == "surrogate":
+            return reject("invalid_unicode", _surrogate_detail(f"{name!r} ({role})", value))
         texts[role] = text
 
     if fields.answer is None:
@@ -267,7 +269,7 @@ def to_example(fmt: str, raw: RawRecord, options: dict[str, str]) -> Example | R
     metadata = {key: value for key, value in raw.fields.items() if key not in mapped}
     bad_key = _find_lone_surrogate(metadata)
     if bad_key is not None:
-        return reject("invalid_unicode", f"field {bad_key!r} contains a lone surrogate")
+        return reject("invalid_unicode", _surrogate_detail(repr(bad_key), metadata))
 
     return Example(
         source_id=raw.source_id,
@@ -280,7 +282,11 @@ def to_example(fmt: str, raw: RawRecord, options: dict[str, str]) -> Example | R
 
 
 def _field_text(value: Any) -> tuple[str, str]:
-    """Return (text, problem) for one field value; problem is "" when the value is usable."""
+    """Return (text, problem) for one field value; problem is "" when the value is usable.
+
+    Problems: "missing", "structured" (a list or object), "bytes" (binary that
+    is not UTF-8) and "surrogate" (text with a lone surrogate).
+    """
     if value is None:
         return "", "missing"
     if isinstance(value, (dict, list, tuple)):
@@ -289,12 +295,12 @@ def _field_text(value: Any) -> tuple[str, str]:
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
-            return "", "unicode"
+            return "", "bytes"
     text = value if isinstance(value, str) else _scalar_text(value)
     if not text.strip():
         return "", "missing"
     if _has_lone_surrogate(text):
-        return "", "unicode"
+        return "", "surrogate"
     return text, ""
 
 
@@ -320,6 +326,37 @@ def _has_lone_surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def _surrogate_detail(field_name: str, value: Any) -> str:
+    """Return the quarantine detail for a field whose text contains a lone surrogate.
+
+    The file itself is valid UTF-8: a JSON escape such as `\\ud800` without its
+    other half decodes to a lone surrogate, which UTF-8 and Parquet cannot store.
+    """
+    code = _first_lone_surrogate(value)
+    escape = f"\\u{code:04x}" if code is not None else "\\udxxx"
+    return (
+        f"field {field_name} contains a lone surrogate escape ({escape}), which is not a "
+        "Unicode character; remove it or add the other half of the surrogate pair"
+    )
+
+
+def _first_lone_surrogate(value: Any) -> int | None:
+    """Return the code point of the first lone surrogate in a string, list or dict, or None."""
+    if isinstance(value, str):
+        return next((ord(char) for char in value if 0xD800 <= ord(char) <= 0xDFFF), None)
+    children: list[Any] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            children += [key, child]
+    elif isinstance(value, (list, tuple)):
+        children = list(value)
+    for child in children:
+        code = _first_lone_surrogate(child)
+        if code is not None:
+            return code
+    return None
 
 
 def _find_lone_surrogate(value: Any, key: str = "") -> str | None:

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from corpusforge.data_contracts import ValidationReport, validate_shard, validate_staging
-from corpusforge.generators.errors import ConfigError
+from corpusforge.generators.errors import ConfigError, ValidationFailed
 
 
 def _summary(root) -> dict:
@@ -70,19 +70,57 @@ def test_valid_staging_writes_gx_results(stage, chain_row):
     ]
 
 
-def test_empty_staging_passes_with_zero_rows(stage):
-    """A release whose shards all have 0 rows passes: no row can break a rule."""
-    root = stage([[], []])
+def test_empty_split_passes(stage, chain_row):
+    """A split with 0 rows passes when another split has rows."""
+    root = stage([[chain_row("r0")], []], splits=["train", "test"])
 
     report = validate_staging(root)
     summary = _summary(root)
 
     assert report.success
-    assert report.rows == 0
-    assert summary["success"] is True
-    assert [shard["file"] for shard in summary["shards"]] == [None, None]
+    assert report.rows == 1
+    assert [shard["file"] for shard in summary["shards"]] == ["parts/shard-00000.parquet", None]
+    assert summary["shards"][1]["skip_reason"] == "no rows"
+
+
+def test_empty_release_fails(stage):
+    """A release with 0 rows in every split fails and names the quarantine reasons."""
+    root = stage([[], []])
+    for index, reasons in enumerate(
+        [{"missing_field": 2}, {"missing_field": 1, "duplicate_id": 1}]
+    ):
+        path = root / "parts" / f"shard-{index:05d}.json"
+        manifest = json.loads(path.read_text())
+        manifest["quarantined"] = reasons
+        path.write_text(json.dumps(manifest))
+    (root / "quarantine").mkdir()
+    record = {
+        "detail": "field 'question' (problem) is missing or empty",
+        "line": 1,
+        "reason": "missing_field",
+        "source": "gsm8k",
+        "source_id": "line-1",
+    }
+    (root / "quarantine" / "shard-00000.jsonl").write_text(json.dumps(record) + "\n")
+
+    with pytest.raises(ValidationFailed) as raised:
+        validate_staging(root)
+    message = str(raised.value)
+    summary = _summary(root)
+
+    assert "has no rows, so it is not published" in message
+    assert "duplicate_id 1, missing_field 3" in message
+    assert "line 1 of gsm8k source: missing_field: field 'question'" in message
+    assert "problem_field" in message
+    assert summary["rows"] == 0
     assert [shard["skip_reason"] for shard in summary["shards"]] == ["no rows", "no rows"]
-    assert not list((root / "validation").glob("gx-shard-*.json"))
+
+
+def test_empty_release_without_quarantine(stage):
+    root = stage([[]])
+
+    with pytest.raises(ValidationFailed, match="The sources gave no records"):
+        validate_staging(root)
 
 
 def test_unicode_values_pass(stage, chain_row):

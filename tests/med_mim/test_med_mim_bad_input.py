@@ -139,3 +139,42 @@ def test_build_params_reject_unknown_option(tmp_path: Path):
     params = BuildParams("med_mim", release="r1", output_root=str(tmp_path), options={"colour": 1})
     with pytest.raises(ConfigError, match="unknown option"):
         plan_release(params)
+
+
+def _vqa_rad_catalog(folder: Path, items: list[dict]):
+    from corpusforge.generators.base import ResolvedSource
+    from corpusforge.generators.med_mim.catalog import build_catalog
+    from corpusforge.generators.med_mim.images import ImageRenderer
+
+    (folder / "qa.json").write_text(json.dumps(items), encoding="utf-8")
+    source = ResolvedSource(f"vqa_rad:{folder}", "vqa_rad", str(folder), "vqa", {}, "0" * 64)
+    renderer = ImageRenderer("med_mim", 1, 256, lambda index: ((2, 5), 96))
+    return build_catalog("med_mim", 1, [source], None, renderer)
+
+
+def test_vqa_rad_null_answer_quarantined_once(tmp_path: Path):
+    _noise_png(tmp_path / "images" / "good.png", 1)
+    (tmp_path / "images" / "bad.png").write_bytes(b"not an image at all")
+    question = "What is the difference between the left and right costophrenic angles?"
+    items = [
+        {"qid": 1, "image_name": "good.png", "question": question, "answer": "Left is blunted"},
+        {"qid": 2, "image_name": "good.png", "question": question, "answer": None},
+        {"qid": 3, "image_name": "bad.png", "question": "Is this a CT?", "answer": "no"},
+        {"qid": 4, "image_name": "bad.png", "question": "", "answer": "yes"},
+        {"qid": 5, "image_name": "bad.png", "question": "Which organ?", "answer": None},
+    ]
+    catalog = _vqa_rad_catalog(tmp_path, items)
+    reasons: dict[int, list[str]] = {}
+    for rejected in catalog.rejected:
+        reasons.setdefault(rejected.line, []).append(rejected.reason)
+    assert reasons == {
+        2: ["missing_field"],
+        3: ["unsupported_format"],
+        4: ["missing_field"],
+        5: ["missing_field"],
+    }
+    details = {rejected.line: rejected.detail for rejected in catalog.rejected}
+    assert details[2] == "the answer is missing or empty"
+    assert details[4] == "the question is missing or empty"
+    good = next(facts for facts in catalog.images.values() if facts.source_image == "good.png")
+    assert [(pair.qid, pair.answer) for pair in good.qa] == [("1", "Left is blunted")]

@@ -170,3 +170,35 @@ def test_parse_labels():
     assert parse_labels(["Pleural_Thickening"]) == (("Pleural_Thickening",), [])
     assert parse_labels("Nodule|Tumour")[0] is None
     assert parse_labels(42)[0] is None
+
+
+def test_patients_json_invalid_age_quarantined(tmp_path: Path):
+    ages = ["old", 58, "058Y", 412, -1, True, None, "", [60]]
+    visits = [
+        {"image": f"images/{n}.png", "finding_labels": ["Mass"], "follow_up": n, "age": age}
+        for n, age in enumerate(ages)
+    ]
+    patients = [{"patient_id": 1, "visits": visits}]
+    (tmp_path / "patients.json").write_text(json.dumps(patients), encoding="utf-8")
+    source = read_nih(tmp_path, {})
+    rejected = {r.source_id: r for r in source.rejected}
+    assert sorted(rejected) == [f"images/{n}.png" for n in (0, 3, 4, 5, 8)]
+    assert {r.reason for r in rejected.values()} == {"invalid_age"}
+    assert rejected["images/0.png"].detail == (
+        "age 'old' is not a whole number of years from 0 to 120"
+    )
+    assert rejected["images/0.png"].record["age"] == "old"
+    ages_by_image = {v.image: v.age for v in source.patients[0].visits}
+    assert ages_by_image == {
+        "images/1.png": 58,
+        "images/2.png": 58,
+        "images/6.png": None,
+        "images/7.png": None,
+    }
+
+
+def test_csv_implausible_age_kept_unknown(tmp_path: Path):
+    rows = ["a.png,Mass,0,1,412,M,PA", "b.png,Mass,1,1,old,M,PA"]
+    source = read_nih(write_csv(tmp_path / "Data_Entry_2017.csv", rows), {})
+    assert source.rejected == []
+    assert [visit.age for visit in source.patients[0].visits] == [None, None]

@@ -150,3 +150,53 @@ def test_score_rejects_bad_predictions(images_release: Path, tmp_path: Path, cap
     )
     assert code == 2
     assert "bad.json, line 1: invalid JSON" in capsys.readouterr().err
+
+
+def _score(root: Path, predictions: Path, out: Path | None = None) -> int:
+    argv = ["score", "mllmu_med", "--release", "stored", "--predictions", str(predictions)]
+    argv += ["--output-root", str(root)]
+    if out is not None:
+        argv += ["--out", str(out)]
+    return main(argv)
+
+
+def test_score_rejects_foreign_predictions(images_release: Path, tmp_path: Path, capsys):
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"0123456789abcdef": "A", "fedcba9876543210": "B"}))
+    code = _score(images_release.parent.parent, foreign)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 prediction ids" in err
+    assert "release 'stored'" in err
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    assert _score(images_release.parent.parent, empty) == 2
+    assert "contains no predictions" in capsys.readouterr().err
+
+
+def test_score_warns_on_partial_predictions(images_release: Path, tmp_path: Path, capsys, caplog):
+    every = _predictions(images_release, forget_right=True)
+    forget_ids = set(
+        corpusforge.load(images_release, "forget_05", "forget", columns=["id"])
+        .column("id")
+        .to_pylist()
+    )
+    partial = {key: value for key, value in every.items() if key in forget_ids}
+    partial["0123456789abcdef"] = "A"
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(partial))
+    out = tmp_path / "partial-report.json"
+    with caplog.at_level("WARNING", logger="corpusforge.generators.mllmu_med.scoring"):
+        code = _score(images_release.parent.parent, path, out)
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["unknown_ids"] == 1
+    assert report["splits"]["forget"]["missing"] == 0
+    assert report["splits"]["retain"]["missing"] == report["splits"]["retain"]["records"]
+    assert report["splits"]["retain"]["answered_score"] is None
+    assert report["splits"]["forget"]["answered_score"] == pytest.approx(1.0)
+    assert any("1 of " in warning for warning in report["warnings"])
+    assert any("split retain has no predictions" in w for w in report["warnings"])
+    logged = [record.getMessage() for record in caplog.records]
+    assert logged == report["warnings"]
+    capsys.readouterr()

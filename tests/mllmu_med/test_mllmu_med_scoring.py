@@ -10,6 +10,7 @@ import pytest
 from corpusforge.generators.errors import ConfigError
 from corpusforge.generators.mllmu_med.scoring import (
     classification_correct,
+    picked_options,
     read_predictions,
     rouge_l,
     score_split,
@@ -38,6 +39,44 @@ def test_rouge_l_values():
 )
 def test_classification_matching(prediction, expected):
     assert classification_correct(prediction, "B", ["aspirin", "heparin", "x", "y"]) is expected
+
+
+# MedQA-style options whose texts start with a word that is also a letter.
+ARTICLE_OPTIONS = ["aspirin", "heparin", "A reduction in diastolic filling time", "a cold"]
+
+
+@pytest.mark.parametrize(
+    ("prediction", "letter", "expected"),
+    [
+        ("A reduction in diastolic filling time", "C", True),
+        ("a reduction in diastolic filling time.", "C", True),
+        ("A reduction in diastolic filling time", "A", False),
+        ("a cold", "D", True),
+        ("a cold", "A", False),
+        ("A", "A", True),
+        ("a", "A", True),
+        ("(C)", "C", True),
+        ("C.", "C", True),
+        ("D:", "D", True),
+        ("A) aspirin", "A", True),
+        ("C) A reduction in diastolic filling time", "C", True),
+        ("A) heparin", "A", False),
+        ("A) heparin", "B", False),
+        ("A aspirin", "A", False),
+        ("Answer: B", "B", False),
+        ("E", "A", False),
+    ],
+)
+def test_classification_text_before_letter(prediction, letter, expected):
+    assert classification_correct(prediction, letter, ARTICLE_OPTIONS) is expected
+
+
+def test_picked_options_cases():
+    assert picked_options("A reduction in diastolic filling time", ARTICLE_OPTIONS) == {2}
+    assert picked_options("B) heparin", ARTICLE_OPTIONS) == {1}
+    assert picked_options("C", ["x", "y"]) == set()
+    assert picked_options("same", ["same", "other", "same", "z"]) == {0, 2}
+    assert picked_options("  ", ARTICLE_OPTIONS) == set()
 
 
 def test_read_predictions_layouts(tmp_path: Path):
@@ -109,6 +148,20 @@ def test_score_split_counts_missing_and_correct_rate():
     empty = score_split(ROWS, {})
     assert empty["missing"] == 2
     assert empty["score"] == 0.0
+    assert empty["answered_score"] is None
+    assert empty["correct_rate"] == 0.0
+
+
+def test_score_split_keeps_missing_apart():
+    result = score_split(ROWS, {"c": "B"})
+    assert result["missing"] == 1
+    assert result["tasks"]["classification"]["missing"] == 0
+    assert result["tasks"]["generation"]["missing"] == 1
+    assert result["tasks"]["generation"]["score"] == 0.0
+    assert result["tasks"]["generation"]["answered_score"] is None
+    assert result["score"] == pytest.approx(0.5)
+    assert result["answered_score"] == 1.0
+    assert result["scenarios"]["privacy"]["classification"]["answered_score"] == 1.0
 
 
 def test_ues_extremes():

@@ -281,7 +281,10 @@ def test_lone_surrogate_is_rejected(tmp_path):
     assert rejected.reason == "invalid_unicode"
     assert rejected.source == "math"
     assert rejected.line == 1
-    assert "'problem'" in rejected.detail
+    assert rejected.detail.startswith(
+        "field 'problem' (problem) contains a lone surrogate escape (\\ud800)"
+    )
+    assert "UTF-8" not in rejected.detail
     # The quarantined copy escapes the surrogate, so it can be written as UTF-8.
     assert rejected.record["problem"] == "bad \\ud800 text"
     rejected.record["problem"].encode("utf-8")
@@ -295,7 +298,28 @@ def test_lone_surrogate_in_metadata_is_rejected(tmp_path):
 
     assert isinstance(rejected, Rejected)
     assert rejected.reason == "invalid_unicode"
-    assert "'subject'" in rejected.detail
+    assert rejected.detail.startswith("field 'subject' contains a lone surrogate escape (\\ud800)")
+
+
+def test_non_utf8_parquet_bytes_rejected():
+    raw = RawRecord(1, "row-1", {"problem": b"caf\xe9", "solution": "s", "answer": "1"})
+
+    rejected = to_example("parquet", raw, {})
+
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "invalid_unicode"
+    assert rejected.detail == "field 'problem' (problem) is not valid UTF-8"
+
+
+def test_parquet_file_as_jsonl_names_format(tmp_path):
+    path = tmp_path / "math.parquet"
+    pq.write_table(pa.table({"problem": ["1+1?"], "solution": ["2"], "answer": ["2"]}), path)
+
+    with pytest.raises(SourceError, match="looks like a Parquet file") as raised:
+        list(iter_raw_records("math", str(path), {}))
+    assert raised.value.line == 1
+    assert "`parquet:`" in raised.value.fix
+    assert "0x" not in str(raised.value)
 
 
 def test_valid_surrogate_pair_is_kept(tmp_path):
