@@ -355,6 +355,40 @@ class PatientsInOneBand:
                 self.result.record(file, row["id"], value)
 
 
+class TestSplitsPresent:
+    """Release rule: each forget band with records has records in its test split.
+
+    Without a band's test records, no forget config of that band can score
+    generalisation, for example when every model-written paraphrase was
+    quarantined.
+    """
+
+    columns = ("id",)
+
+    def __init__(self, result: RuleResult) -> None:
+        self.result = result
+        self.band_files: dict[str, str] = {}
+        self.tested: set[str] = set()
+
+    def add(self, batch: pa.RecordBatch, file: str, split: str) -> None:
+        if batch.num_rows == 0:
+            return
+        if split.startswith("band_") and split[5:] in FORGET_CODES:
+            self.band_files.setdefault(split[5:], file)
+        elif split.startswith("test_"):
+            self.tested.add(split[5:])
+
+    def finish(self) -> None:
+        for code, file in sorted(self.band_files.items()):
+            if code not in self.tested:
+                problem = (
+                    f"split band_{code} has records but split test_{code} has none; "
+                    "check the quarantine reasons of the test records "
+                    "(llm_* reasons with text_backend=model)"
+                )
+                self.result.record(file, None, problem, rows=0)
+
+
 class ImagesDisjointAcrossBands:
     """Release rule: no picture is in two bands (or a band and real).
 
@@ -521,5 +555,6 @@ RELEASE_RULE_CLASSES: dict[str, type] = {
     "image_ids_unique": UniqueImageIds,
     "patients_in_one_band": PatientsInOneBand,
     "images_disjoint_across_bands": ImagesDisjointAcrossBands,
+    "test_splits_present": TestSplitsPresent,
     "private_values_stay_in_band": PrivateValuesStayInBand,
 }

@@ -205,3 +205,26 @@ def test_med_mim_duplicate_question_rejected(model_env, tmp_path):
 
     assert first["question"] == writer.same_question
     assert second.reason == "llm_duplicate_question"
+
+
+def test_mllmu_without_test_texts_blocked(model_env, tmp_path):
+    # Every reply is invalid JSON, so every test-split paraphrase is quarantined.
+    model_env.chat_responder = TextWriter()
+    model_env.rules = {'"messages"': "invalid_json"}
+
+    staging = stage_release(tmp_path, MLLMU_SOURCES, dataset="mllmu_med", options=MLLMU_OPTIONS)
+
+    from corpusforge.data_contracts import validate_staging
+    from corpusforge.generators.errors import ValidationFailed
+
+    reasons = {entry["reason"] for entry in read_quarantine(staging)}
+    assert reasons == {"llm_invalid_json"}
+    try:
+        validate_staging(staging)
+    except ValidationFailed as error:
+        message = str(error)
+    else:
+        raise AssertionError("a release without test records passed its contract")
+    assert "split band_00_05 has records but split test_00_05 has none" in message
+    summary = json.loads((staging / "validation" / "summary.json").read_text())
+    assert summary["rules"]["test_splits_present"]["passed"] is False
