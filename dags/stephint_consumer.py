@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
+from upath import UPath
 
 from _factory import dataset_asset
 
@@ -35,13 +36,14 @@ class ReleaseCheckFailed(ValueError):
     """A published release disagrees with its Asset event or its own manifest."""
 
 
-def parquet_rows(release_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
+def parquet_rows(release_dir: Path | UPath, manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Count the rows of every shard listed in the manifest from the Parquet footers."""
     import pyarrow.parquet as pq
 
     counts: dict[str, dict[str, int]] = {}
     for shard in manifest["shards"]:
-        rows = pq.ParquetFile(release_dir / shard["path"]).metadata.num_rows
+        with (release_dir / shard["path"]).open("rb") as handle:
+            rows = pq.ParquetFile(handle).metadata.num_rows
         if rows != shard["rows"]:
             raise ReleaseCheckFailed(
                 f"{release_dir / shard['path']} has {rows} rows, "
@@ -52,11 +54,32 @@ def parquet_rows(release_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[
     return counts
 
 
-def sample_rows(release_dir: Path, config: str, split: str, limit: int = SAMPLE_ROWS) -> list:
-    """Stream the first `limit` rows of one split through the configs of the dataset card."""
+def sample_rows(
+    release_dir: Path | UPath,
+    manifest: dict[str, Any],
+    config: str,
+    split: str,
+    limit: int = SAMPLE_ROWS,
+) -> list:
+    """Stream the first `limit` rows of one split with `datasets`.
+
+    A local release is read through the configs of its dataset card. A release
+    on an object store is read from the URLs of its shards, because
+    `load_dataset` takes a local folder only.
+    """
     import datasets
 
-    stream = datasets.load_dataset(str(release_dir), config, split=split, streaming=True)
+    if isinstance(release_dir, Path):
+        stream = datasets.load_dataset(str(release_dir), config, split=split, streaming=True)
+    else:
+        files = [
+            str(release_dir / shard["path"])
+            for shard in manifest["shards"]
+            if shard["config"] == config and shard["split"] == split
+        ]
+        stream = datasets.load_dataset(
+            "parquet", data_files={split: files}, split=split, streaming=True
+        )
     return list(stream.take(limit))
 
 
@@ -65,7 +88,10 @@ def check_release(extra: dict[str, Any]) -> dict[str, Any]:
 
     Raises ReleaseCheckFailed when the event, the manifest and the files disagree.
     """
-    release_dir = Path(extra["path"])
+    from corpusforge.generators.objstore import location
+
+    # A local folder or, for an output root on an object store, the attempt folder's URL.
+    release_dir = location(extra["path"])
     manifest = json.loads((release_dir / "manifest.json").read_text(encoding="utf-8"))
     if manifest["content_fingerprint"] != extra.get("content_fingerprint"):
         # The same key was published again after this event, so check the release there now.
@@ -91,7 +117,7 @@ def check_release(extra: dict[str, Any]) -> dict[str, Any]:
     sampled = 0
     for config, splits in sorted(manifest["splits"].items()):
         for split, rows in sorted(splits.items()):
-            sample = sample_rows(release_dir, config, split)
+            sample = sample_rows(release_dir, manifest, config, split)
             if len(sample) != min(rows, SAMPLE_ROWS):
                 raise ReleaseCheckFailed(
                     f"release {manifest['release']}: datasets loaded {len(sample)} rows "
