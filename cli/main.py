@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         _quiet_great_expectations()
+        # The HTTP clients under `openai` log one INFO line per request.
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     from corpusforge import commands
 
     handler = getattr(commands, f"run_{args.command}")
@@ -230,3 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the previous release is unchanged", file=sys.stderr)
         return 130
+    except Exception as error:
+        # An error this program does not anticipate, such as an unreachable object
+        # store (botocore's EndpointConnectionError): one line, the traceback with -v.
+        if args.verbose:
+            raise
+        print(
+            f"error: {type(error).__name__}: {error}. Run again with -v for the traceback.",
+            file=sys.stderr,
+        )
+        return 1

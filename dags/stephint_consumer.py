@@ -64,8 +64,8 @@ def sample_rows(
     """Stream the first `limit` rows of one split with `datasets`.
 
     A local release is read through the configs of its dataset card. A release
-    on an object store is read from the URLs of its shards, because
-    `load_dataset` takes a local folder only.
+    on an object store is read from the URLs of its shards, as the loading
+    section of its card shows.
     """
     import datasets
 

@@ -234,14 +234,12 @@ def _no_rows_message(staging: Path, report: ValidationReport, shards: list[Shard
     if reasons:
         counts = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
         lines.append(f"Every source record was quarantined: {counts}.")
-        example = _first_quarantined(staging)
+        main_reason = max(sorted(reasons), key=reasons.get)
+        example = _first_quarantined(staging, main_reason)
         if example:
-            lines.append(f"First quarantined record: {example}")
-        lines.append(
-            "The records are in quarantine/ of the staging folder. Check that each source's "
-            "format matches its file, and that field options such as problem_field or "
-            "answer_field name fields that the records have."
-        )
+            lines.append(f"First {main_reason} record: {example}")
+        lines.append("The records are in quarantine/ of the staging folder.")
+        lines.append(_no_rows_hint(main_reason))
     else:
         lines.append(
             "The sources gave no records: check the sources and the limit. "
@@ -250,17 +248,33 @@ def _no_rows_message(staging: Path, report: ValidationReport, shards: list[Shard
     return "\n".join(lines)
 
 
-def _first_quarantined(staging: Path) -> str:
-    """Return the line and detail of the first record in the staging quarantine, or ""."""
+def _no_rows_hint(reason: str) -> str:
+    """Return what to check when `reason` is the most frequent quarantine reason."""
+    if reason.startswith("llm_"):
+        return (
+            "Check the model's replies: the endpoint, llm_model, and whether the model "
+            "follows the JSON schema of the requests (see the LLM backend section of the README)."
+        )
+    if reason in ("missing_field", "invalid_field", "invalid_answer", "empty_answer"):
+        return (
+            "Check that each source's format matches its file, and that field options such "
+            "as problem_field or answer_field name fields that the records have."
+        )
+    return "Check each source's format and options against the README's source formats."
+
+
+def _first_quarantined(staging: Path, reason: str) -> str:
+    """Return the line and detail of the first staged quarantine record of `reason`, or ""."""
     for path in sorted((staging / "quarantine").glob("*.jsonl")):
+        record = None
         with path.open(encoding="utf-8") as stream:
-            line = stream.readline()
-        if not line.strip():
+            for line in stream:
+                item = _json_or_none(line)
+                if item is not None and item.get("reason") == reason:
+                    record = item
+                    break
+        if record is None:
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            return ""
         where = f"line {record['line']} of " if record.get("line") else ""
         return (
             f"{where}{record.get('source')} source: {record.get('reason')}: {record.get('detail')}"
@@ -308,3 +322,11 @@ def _check_contract_matches_schemas(contract: Contract) -> None:
                     f"{column.physical_type!r} and required {column.required}; "
                     f"corpusforge.schemas has {arrow_type!r} and nullable {field.nullable}"
                 )
+
+
+def _json_or_none(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

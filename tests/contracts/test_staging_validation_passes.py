@@ -116,6 +116,30 @@ def test_empty_release_fails(stage):
     assert [shard["skip_reason"] for shard in summary["shards"]] == ["no rows", "no rows"]
 
 
+def test_empty_release_names_model_failures(stage):
+    root = stage([[]])
+    path = root / "parts" / "shard-00000.json"
+    manifest = json.loads(path.read_text())
+    manifest["quarantined"] = {"llm_invalid_json": 3, "missing_field": 1}
+    path.write_text(json.dumps(manifest))
+    (root / "quarantine").mkdir()
+    records = [
+        {"detail": "field 'question' is empty", "line": 4, "reason": "missing_field"},
+        {"detail": "the reply is not JSON", "line": 1, "reason": "llm_invalid_json"},
+    ]
+    lines = [json.dumps({**record, "source": "gsm8k", "source_id": "x"}) for record in records]
+    (root / "quarantine" / "shard-00000.jsonl").write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(ValidationFailed) as raised:
+        validate_staging(root)
+    message = str(raised.value)
+
+    assert "llm_invalid_json 3, missing_field 1" in message
+    assert "First llm_invalid_json record: line 1 of gsm8k source" in message
+    assert "Check the model's replies" in message
+    assert "problem_field" not in message
+
+
 def test_empty_release_without_quarantine(stage):
     root = stage([[]])
 

@@ -272,3 +272,28 @@ def test_load_never_lists_validation(root: Path):
     with pytest.raises(ConfigError, match="no files for validation/train"):
         data_files(release, "validation", "train")
     assert os.path.isdir(release / "validation")
+
+
+def test_unreachable_store_one_line(tmp_path: Path):
+    # Port 9 (discard) is closed on 127.0.0.1, so every S3 request is refused at once.
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "test-key-id",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    command = [sys.executable, "-m", "corpusforge", "releases", "stephint"]
+    result = subprocess.run(
+        [*command, "--output-root", "s3://no-bucket/out"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error: EndpointConnectionError" in result.stderr
+    assert "Run again with -v for the traceback" in result.stderr
+    assert "test-secret" not in result.stderr
