@@ -86,14 +86,20 @@ def front_matter(manifest: dict[str, Any], builder: DatasetBuilder) -> dict[str,
     }
 
 
-def _loading_snippet(manifest: dict[str, Any]) -> str:
-    config = sorted(manifest["splits"])[0] if manifest["splits"] else "default"
+def _loading_snippet(manifest: dict[str, Any], configs: list[dict[str, Any]]) -> str:
+    """Return loading code for the card's first config and the first stored config's files.
+
+    A card config can differ from the folders under data/: MLLMU-Med's forget
+    configs combine splits of the stored `records` config.
+    """
+    stored = sorted(manifest["splits"])[0] if manifest["splits"] else "default"
+    config = configs[0]["config_name"] if configs else stored
     return (
         "```python\n"
         "from datasets import load_dataset\n\n"
         f'ds = load_dataset("path/to/{manifest["dataset"]}/{manifest["release"]}", "{config}")\n\n'
         "import duckdb\n"
-        f"duckdb.sql(\"SELECT count(*) FROM 'data/{config}/*.parquet'\")\n"
+        f"duckdb.sql(\"SELECT count(*) FROM 'data/{stored}/*.parquet'\")\n"
         "```\n"
     )
 
@@ -153,7 +159,7 @@ def render_card(
 
     lines.append("## Loading\n")
     if location is None:
-        lines.append(_loading_snippet(manifest))
+        lines.append(_loading_snippet(manifest, matter["configs"]))
     else:
         lines.append(_remote_loading_snippet(manifest, matter["configs"], location))
 
@@ -180,7 +186,9 @@ def render_card(
     lines.append(f"- content fingerprint: `{manifest['content_fingerprint']}`")
     lines.append("- parameters:\n")
     lines.append(
-        "```json\n" + json.dumps(manifest["parameters"], indent=2, sort_keys=True) + "\n```\n"
+        "```json\n"
+        + json.dumps(_portable(manifest["parameters"], manifest), indent=2, sort_keys=True)
+        + "\n```\n"
     )
     lines.append("### Sources\n")
     lines.append("| source | format | sha256 | license | attribution |\n|---|---|---|---|---|")
@@ -216,3 +224,19 @@ def write_card(
     """Write README.md into `release_dir`; pass `location` for a release on an object store."""
     text = render_card(manifest, builder, release_dir, location)
     (release_dir / "README.md").write_text(text, encoding="utf-8")
+
+
+def _portable(value: Any, manifest: dict[str, Any]) -> Any:
+    """Return `value` with the output root in its strings written as `<output_root>`.
+
+    The card is published with the data, so it names no folder of the machine
+    that built it. The manifest keeps the real paths.
+    """
+    root = str(manifest.get("output_root") or "")
+    if isinstance(value, dict):
+        return {key: _portable(item, manifest) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_portable(item, manifest) for item in value]
+    if root and isinstance(value, str) and (value == root or value.startswith(root + "/")):
+        return "<output_root>" + value[len(root) :]
+    return value

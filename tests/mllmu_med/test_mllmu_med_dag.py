@@ -277,3 +277,13 @@ def test_rerun_is_byte_identical(release: Path, sources: list[str], tmp_path: Pa
     regenerated = part_hashes(staging)
     assert len(regenerated) == len(chosen)
     assert set(regenerated) <= published
+
+
+def test_card_loads_forget_config_portably(release: Path):
+    card = (release / "README.md").read_text()
+    output_root = json.loads((release / "manifest.json").read_text())["output_root"]
+    assert f'load_dataset("path/to/mllmu_med/{release.name}", "forget_05")' in card
+    assert "FROM 'data/ledger/*.parquet'" in card
+    # The card travels with the data, so it names no folder of the build machine.
+    assert output_root not in card
+    assert '"cache": "<output_root>/.llm-cache"' in card
