@@ -8,6 +8,7 @@ before any shard starts, and duplicate ids are known to every shard.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,18 +274,25 @@ The license of each release follows its sources (table below).
         for number, source in enumerate(ctx.sources):
             split = source.options.get("split") or _default_split(source.format, source.name)
             seen: set[str] = set()
+            # Line-number ids never repeat, so a copied line is caught by its content.
+            first_line_of: dict[bytes, int | None] = {}
             duplicates: list[int] = []
+            copies: dict[int, int | None] = {}
             count = 0
             if source.format == "synthetic_math":
                 count = self._synthetic_count(source, ctx.limit)
             else:
                 for ordinal, raw in self._raw_records(source, ctx.seed, 0, ctx.limit):
+                    digest = _content_digest(raw.fields)
                     if raw.source_id in seen:
                         duplicates.append(ordinal)
+                    elif digest in first_line_of:
+                        copies[ordinal] = first_line_of[digest]
                     seen.add(raw.source_id)
+                    first_line_of.setdefault(digest, raw.line)
                     count = ordinal + 1
             ranges.setdefault(split, []).append(
-                {"source": number, "count": count, "duplicates": duplicates}
+                {"source": number, "count": count, "duplicates": duplicates, "copies": copies}
             )
 
         shards: list[ShardTask] = []
@@ -296,14 +304,20 @@ The license of each release follows its sources (table below).
                 while start < entry["count"]:
                     stop = min(entry["count"], start + room)
                     dups = [d for d in entry["duplicates"] if start <= d < stop]
-                    units.append(
-                        {
-                            "source": entry["source"],
-                            "start": start,
-                            "stop": stop,
-                            "duplicates": dups,
-                        }
-                    )
+                    unit = {
+                        "source": entry["source"],
+                        "start": start,
+                        "stop": stop,
+                        "duplicates": dups,
+                    }
+                    copies = [
+                        [ordinal, line]
+                        for ordinal, line in entry["copies"].items()
+                        if start <= ordinal < stop
+                    ]
+                    if copies:
+                        unit["copies"] = copies
+                    units.append(unit)
                     room -= stop - start
                     start = stop
                     if room == 0:
@@ -376,6 +390,7 @@ The license of each release follows its sources (table below).
     ) -> Iterator[sources.Example | Rejected]:
         """Yield the unit's records as Examples, or Rejected for duplicates and bad records."""
         duplicates = set(unit["duplicates"])
+        copies = {ordinal: line for ordinal, line in unit.get("copies", [])}
         for ordinal, raw in self._raw_records(source, ctx.seed, unit["start"], unit["stop"]):
             if ordinal in duplicates:
                 yield Rejected(
@@ -386,8 +401,24 @@ The license of each release follows its sources (table below).
                     detail=f"id {raw.source_id!r} appeared earlier in {source.name}",
                     record=raw.fields,
                 )
+            elif ordinal in copies:
+                where = f"line {copies[ordinal]}" if copies[ordinal] else "an earlier record"
+                yield Rejected(
+                    reason="duplicate_record",
+                    source=source.format,
+                    source_id=raw.source_id,
+                    line=raw.line,
+                    detail=f"the same record as {where} of {source.name}",
+                    record=raw.fields,
+                )
             elif source.format == TEACHER_FORMAT:
                 options = stephint_llm.TeacherOptions.parse(dict(source.options))
                 yield stephint_llm.teacher_example(raw, options)
             else:
                 yield sources.to_example(source.format, raw, source.options)
+
+
+def _content_digest(fields: dict[str, Any]) -> bytes:
+    """Return a digest of a raw record's fields, equal for records with the same content."""
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()

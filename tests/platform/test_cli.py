@@ -160,10 +160,20 @@ def test_per_record_problems_are_quarantined_and_counted(tmp_path: Path):
     assert reasons == {
         "answer_mismatch": 1,
         "duplicate_id": 1,
+        "duplicate_record": 1,
         "empty_reference": 1,
         "invalid_unicode": 1,
         "missing_field": 1,
         "unbalanced_boxed": 1,
     }
+    quarantined = [
+        json.loads(line)
+        for path in sorted((root / "stephint" / "q" / "quarantine").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    copies = [entry for entry in quarantined if entry["reason"] == "duplicate_record"]
+    assert [(entry["line"], entry["detail"]) for entry in copies] == [
+        (5, f"the same record as line 1 of {source.name}")
+    ]
     frame = pd.read_parquet(root / "stephint" / "q" / "data" / "chains")
     assert any("\u4f60\u597d" in problem for problem in frame["problem"])
