@@ -21,7 +21,7 @@ Parts (`--part`, repeatable; results merge into one JSON file):
   database of its own (created and dropped here), with scheduler, DAG
   processor and API server on 127.0.0.1, started by `AirflowDeployment` of
   tests/deployment/deployment_helpers.py, with AIRFLOW_ENVIRONMENT on top of
-  its settings and a forkserver that also preloads AIRFLOW_EXTRA_PRELOAD.
+  its settings.
   Unpausing a DAG makes the scheduler start one run at the default Params,
   which the script waits for as a warm-up. It then triggers one run per DAG
   with the paper-scale Params, one DAG at a time, and reads each run's and
@@ -140,28 +140,12 @@ PRELOAD_MODULES = [
 RELEASE = "paper"
 DATABASE_PREFIX = "corpusforge_bench_"
 AIRFLOW_PARALLELISM = 2
-# Modules that the deployment's forkserver imports on top of its own preload
-# list. Each task process imports airflow.dag_processing.dagbag to parse its
-# DAG file (0.4 to 0.9 s per task, measured with the preload list already
-# imported), and the generate tasks of Med-MIM and MLLMU-Med import their
-# builders (about 0.1 s).
-AIRFLOW_EXTRA_PRELOAD = (
-    "airflow.dag_processing.dagbag",
-    "corpusforge.generators.med_mim.builder",
-    "corpusforge.generators.mllmu_med.builder",
-)
-# Airflow settings that the script adds to the deployment's environment.
-# `[workers] min_heartbeat_interval` (default 5 s) also bounds how long the
-# Task SDK supervisor (1.3.2, `_monitor_subprocess`) blocks in `select()`. A
-# task process often closes its sockets before the kernel reports its exit, so
-# the supervisor finds no exit code and sleeps that long before it frees the
-# LocalExecutor slot. The scheduler logs of this script's runs showed that
-# 5 s wait after most tasks. At 1 s, the supervisor also sends a heartbeat
-# every second.
-AIRFLOW_ENVIRONMENT = {
-    "AIRFLOW__CORE__PARALLELISM": str(AIRFLOW_PARALLELISM),
-    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
-}
+# Airflow settings that the script adds to the deployment's environment. The
+# deployment already sets `[workers] min_heartbeat_interval = 1` and preloads
+# every builder and the DagBag: the first round of this script measured that
+# each task otherwise kept its LocalExecutor slot about 5 s after it ended and
+# spent 0.4 to 0.9 s importing the DagBag.
+AIRFLOW_ENVIRONMENT = {"AIRFLOW__CORE__PARALLELISM": str(AIRFLOW_PARALLELISM)}
 RUN_TIMEOUT_SECONDS = 3600
 
 log = logging.getLogger("paper_scale_bench")
@@ -538,9 +522,8 @@ def airflow_builds(datasets: list[str], workdir: Path) -> dict[str, Any]:
         deployment = helpers.AirflowDeployment.create(workdir / "airflow", database)
         deployment.env.update(AIRFLOW_ENVIRONMENT)
         results["environment"] = AIRFLOW_ENVIRONMENT
-        preload = (*helpers.PRELOAD_MODULES, *AIRFLOW_EXTRA_PRELOAD)
-        results["forkserver_preload"] = list(preload)
-        deployment.start_core(preload=preload)
+        results["forkserver_preload"] = list(helpers.PRELOAD_MODULES)
+        deployment.start_core(preload=helpers.PRELOAD_MODULES)
         for dag_id in datasets:
             deployment.wait_for_dag(dag_id)
             deployment.unpause(dag_id)

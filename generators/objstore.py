@@ -5,7 +5,7 @@ with symbolic links, `rename(2)` and `flock`. Any other URL is a remote root,
 read and written through fsspec. fsspec needs the store's driver: `s3fs` for
 `s3://` and `gcsfs` for `gs://`, while `memory://` is built in. Credentials
 come from the driver's own configuration, such as the AWS variables that s3fs
-reads; this module never sees or logs them.
+reads. This module never reads or logs them.
 
 Remote folders are `upath.UPath` objects: `/` joins names, `str()` gives the
 URL, `.fs` and `.path` give the fsspec filesystem and its path.

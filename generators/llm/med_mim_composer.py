@@ -52,7 +52,11 @@ from corpusforge.generators.llm.errors import (
     LLMFailure,
 )
 from corpusforge.generators.llm.settings import LLMSettings
-from corpusforge.generators.llm.structured import chat_request, chat_structured
+from corpusforge.generators.llm.structured import (
+    chat_completion_body,
+    chat_request,
+    chat_structured,
+)
 from corpusforge.generators.med_mim.drafts import Draft, verify_draft
 from corpusforge.generators.med_mim.facts import ORDINALS, ImageFacts
 from corpusforge.generators.med_mim.letters import LETTERS
@@ -283,18 +287,7 @@ class _OfflineResponder:
         else:
             reply = {"self_contained": True, "answer": self.answers[message]}
         content = json.dumps(reply, ensure_ascii=False)
-        return {
-            "object": "chat.completion",
-            "model": body.get("model", "offline"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
+        return chat_completion_body(body.get("model", "offline"), content)
 
 
 class ModelComposer:

@@ -43,7 +43,11 @@ from corpusforge.generators.llm.backends import CHAT_COMPLETIONS
 from corpusforge.generators.llm.client import LLMClient
 from corpusforge.generators.llm.errors import ANSWER_LEAKED, FACT_DROPPED, LLMFailure
 from corpusforge.generators.llm.settings import LLMSettings
-from corpusforge.generators.llm.structured import chat_request, chat_structured
+from corpusforge.generators.llm.structured import (
+    chat_completion_body,
+    chat_request,
+    chat_structured,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,18 +176,7 @@ def offline_text_responder(body: dict[str, Any]) -> dict[str, Any]:
     """Reply to a text request with its source text unchanged, as a chat completion."""
     payload = json.loads(body["messages"][-1]["content"])
     content = json.dumps({"text": payload["text"]}, ensure_ascii=False)
-    return {
-        "object": "chat.completion",
-        "model": body.get("model", "offline"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
+    return chat_completion_body(body.get("model", "offline"), content)
 
 
 class ModelTextBackend:

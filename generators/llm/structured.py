@@ -115,6 +115,22 @@ def chat_request(
     return LLMRequest(CHAT_COMPLETIONS, body, sample, label)
 
 
+def chat_completion_body(model: str, content: str) -> dict[str, Any]:
+    """Return a chat completion reply carrying `content`, as offline responders send it."""
+    return {
+        "object": "chat.completion",
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
 def chat_text(reply: LLMReply) -> ChatText | LLMFailure:
     """Return the text of a chat reply, or the failure of the first check it fails."""
     if reply.failure is not None:

@@ -120,7 +120,7 @@ def test_stephint_run_publishes_to_store(dagbag, airflow_db):
     from upath import UPath
 
     # dag.test runs every task in this process, so fsspec's in-process memory
-    # store stands in for an object store without links or renames.
+    # store serves as an object store without links or renames.
     root = f"memory://cf-dag-{uuid.uuid4().hex[:12]}/out"
     try:
         from airflow.utils.state import DagRunState
