@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -73,7 +72,17 @@ def common_params() -> dict[str, Param]:
             type="integer",
             minimum=1,
             maximum=1_000_000,
-            description="Source records per shard; each shard is one mapped task.",
+            description="Source records per shard. Each shard is one mapped generate task, "
+            "unless max_generate_tasks groups them.",
+        ),
+        "max_generate_tasks": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Most generate tasks per run. Shards are grouped into this many mapped "
+            "tasks of about equal work, which saves Airflow's cost per task on releases of "
+            "many small shards; set it to the number of worker slots. Empty: one task per "
+            "shard. The published bytes are the same either way.",
         ),
         **llm_params(),
     }
@@ -175,6 +184,12 @@ def _log_run_progress(staging: str, num_shards: int) -> None:
     )
 
 
+def shard_label(indices: list[int], num_shards: int) -> str:
+    """Return the map index label of a generate task: "shard 3 of 11", "shards 3, 4 of 11"."""
+    numbers = ", ".join(str(index + 1) for index in indices)
+    return f"shard{'s' if len(indices) > 1 else ''} {numbers} of {num_shards}"
+
+
 def _permanent(error: Exception) -> Exception:
     """Wrap errors that a retry cannot fix, so Airflow fails the task without retrying."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -202,8 +217,20 @@ def failure_report(context: dict[str, Any]) -> dict[str, Any]:
     task_kwargs = dict(getattr(context.get("task"), "op_kwargs", None) or {})
     error = context.get("exception")
     shard = None
-    if "index" in task_kwargs and "num_shards" in task_kwargs:
-        shard = f"{task_kwargs['index'] + 1} of {task_kwargs['num_shards']}"
+    if "num_shards" in task_kwargs:
+        # A task of several shards names the one that failed; the wrapper that
+        # stops retries keeps the original error as its cause.
+        failed = getattr(error, "corpusforge_shard", None)
+        failed = getattr(getattr(error, "__cause__", None), "corpusforge_shard", failed)
+        indices = task_kwargs.get("indices") or []
+        if "index" in task_kwargs:
+            indices = [task_kwargs["index"]]
+        if failed is None and len(indices) == 1:
+            failed = indices[0]
+        if failed is not None:
+            shard = f"{failed + 1} of {task_kwargs['num_shards']}"
+        elif indices:
+            shard = shard_label(indices, task_kwargs["num_shards"]).removeprefix("shards ")
     return {
         "dag_id": ti.dag_id,
         "run_id": ti.run_id,
@@ -282,7 +309,13 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
     def build():
         @task
         def plan() -> list[dict[str, Any]]:
-            from corpusforge.generators.pipeline import BuildParams, RunInfo, plan_release
+            from corpusforge.generators.pipeline import (
+                BuildParams,
+                RunInfo,
+                group_shards,
+                load_plan,
+                plan_release,
+            )
 
             context = get_current_context()
             params = context["params"]
@@ -311,25 +344,37 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
                 staging = plan_release(build_params, run)
             except Exception as error:
                 raise _permanent(error) from error
-            num_shards = len(json.loads((staging / "plan.json").read_text())["shards"])
+            try:
+                plan = load_plan(staging)
+                groups = group_shards(plan, params.get("max_generate_tasks"))
+            except Exception as error:
+                raise _permanent(error) from error
+            num_shards = len(plan["shards"])
             return [
-                {"staging": str(staging), "index": index, "num_shards": num_shards}
-                for index in range(num_shards)
+                {"staging": str(staging), "indices": indices, "num_shards": num_shards}
+                for indices in groups
             ]
 
         @task(map_index_template="{{ shard_label }}")
-        def generate(staging: str, num_shards: int, index: int) -> dict[str, Any]:
+        def generate(staging: str, num_shards: int, indices: list[int]) -> dict[str, Any]:
             from corpusforge.generators.pipeline import generate_shard
 
             context = get_current_context()
-            context["shard_label"] = f"shard {index + 1} of {num_shards}"
-            try:
-                with _llm_endpoint(context["params"]):
-                    stats = generate_shard(staging, index)
-            except Exception as error:
-                raise _permanent(error) from error
-            _log_run_progress(staging, num_shards)
-            return {"index": index, "rows": stats["rows"], "quarantined": stats["quarantined"]}
+            context["shard_label"] = shard_label(indices, num_shards)
+            results = []
+            for index in indices:
+                try:
+                    with _llm_endpoint(context["params"]):
+                        stats = generate_shard(staging, index)
+                except Exception as error:
+                    # The failure callback names this shard of a task that has several.
+                    error.corpusforge_shard = index
+                    raise _permanent(error) from error
+                results.append(
+                    {"index": index, "rows": stats["rows"], "quarantined": stats["quarantined"]}
+                )
+                _log_run_progress(staging, num_shards)
+            return {"shards": results}
 
         @task
         def validate(shards: list[dict[str, Any]]) -> str:

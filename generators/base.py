@@ -91,6 +91,15 @@ class ShardTask:
             "units": self.units,
         }
 
+    @property
+    def work(self) -> int:
+        """Planned work of the shard, to balance tasks: source records of range units
+        (those with `start` and `stop`), one for any other unit."""
+        return sum(
+            int(unit["stop"]) - int(unit["start"]) if "start" in unit and "stop" in unit else 1
+            for unit in self.units
+        )
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShardTask:
         return cls(data["index"], data["config"], data["split"], list(data["units"]))

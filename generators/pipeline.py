@@ -187,7 +187,13 @@ def plan_release(params: BuildParams, run: RunInfo | None = None) -> objstore.Lo
         "output_root": str(root) if isinstance(root, UPath) else str(root.resolve()),
         "sources": [source.to_json() for source in resolved],
         "shards": [
-            {"index": shard.index, "config": shard.config, "split": shard.split} for shard in shards
+            {
+                "index": shard.index,
+                "config": shard.config,
+                "split": shard.split,
+                "work": shard.work,
+            }
+            for shard in shards
         ],
         "run": {
             "run_id": run.run_id,
@@ -255,6 +261,35 @@ def load_units(staging: Path | UPath, entry: dict[str, Any]) -> list[dict[str, A
             f"{path} not found: the staging folder lacks the units of shard {entry['index']}, "
             "so plan the release again"
         ) from error
+
+
+def group_shards(plan: dict[str, Any], max_groups: int | None) -> list[list[int]]:
+    """Split the shards of `plan` into at most `max_groups` groups of about equal work.
+
+    Airflow pays about a second per task, so a release of many small shards runs
+    faster as a few tasks that generate several shards each. A shard's work is
+    its plan entry's `work` (see ShardTask.work; 1 in older plans). Shards
+    are placed heaviest first, each in the group with the least work so far
+    (ties: lowest index), so the same plan always gives the same groups. Each
+    group lists its shards in index order, and groups come in the order of their
+    first shard. `max_groups` of None gives one group per shard. Grouping changes
+    only which task writes a shard, never its bytes.
+    """
+    shards = plan["shards"]
+    if max_groups is not None and (
+        isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1
+    ):
+        raise ConfigError(f"invalid max_generate_tasks {max_groups!r}: use a positive integer")
+    if max_groups is None or max_groups >= len(shards):
+        return [[entry["index"]] for entry in shards]
+    weights = {entry["index"]: max(1, int(entry.get("work", 1))) for entry in shards}
+    groups: list[list[int]] = [[] for _ in range(max_groups)]
+    loads = [0] * max_groups
+    for index in sorted(weights, key=lambda i: (-weights[i], i)):
+        lightest = min(range(max_groups), key=lambda g: (loads[g], g))
+        groups[lightest].append(index)
+        loads[lightest] += weights[index]
+    return sorted((sorted(group) for group in groups if group), key=lambda group: group[0])
 
 
 def generate_shard(staging: str | Path | UPath, index: int) -> dict[str, Any]:

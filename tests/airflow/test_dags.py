@@ -40,7 +40,8 @@ def test_dag_shape(dagbag):
             "publish",
         ]
         assert dag.catchup is False
-        for name in ("release", "seed", "output_root", "sources", "limit", "shard_size"):
+        shared = ("release", "seed", "output_root", "sources", "limit", "shard_size")
+        for name in (*shared, "max_generate_tasks"):
             assert name in dag.params, f"{dag_id} lacks the shared parameter {name}"
             assert dag.params.get_param(name).description
 
@@ -145,3 +146,64 @@ def test_stephint_run_publishes_to_store(dagbag, airflow_db):
         assert dag_run.run_id in json.dumps(store.load_manifest(releases[0].path)["run"])
     finally:
         fsspec.filesystem("memory").rm(UPath(root).path, recursive=True)
+
+
+def test_grouped_generate_tasks_publish_the_same_release(dagbag, airflow_db, tmp_path: Path):
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    dag = dagbag.dags["stephint"]
+    conf = {"sources": ["synthetic_math:?count=45"], "shard_size": 10, "release": "g", "seed": 5}
+    _run(dag, tmp_path / "one-per-shard", None, **conf)
+    grouped = _run(dag, tmp_path / "grouped", None, max_generate_tasks=2, **conf)
+
+    with create_session() as session:
+        labels = sorted(
+            ti.rendered_map_index
+            for ti in session.query(TaskInstance).filter(
+                TaskInstance.dag_id == "stephint",
+                TaskInstance.run_id == grouped.run_id,
+                TaskInstance.task_id == "generate",
+            )
+        )
+    # Five shards of 10, 10, 10, 10 and 5 records, balanced over two tasks.
+    assert labels == ["shards 1, 3, 5 of 5", "shards 2, 4 of 5"]
+    manifests = [
+        store.load_manifest(tmp_path / root / "stephint" / "g")
+        for root in ("one-per-shard", "grouped")
+    ]
+    assert manifests[0]["num_rows"] == manifests[1]["num_rows"] == 45
+    assert manifests[0]["content_fingerprint"] == manifests[1]["content_fingerprint"]
+    assert [s["sha256"] for s in manifests[0]["shards"]] == [
+        s["sha256"] for s in manifests[1]["shards"]
+    ]
+
+
+def test_failure_report_names_the_failed_shard_of_a_grouped_task():
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(DAGS_FOLDER))
+    from _factory import _permanent, failure_report
+    from corpusforge.generators.errors import ConfigError
+
+    def report(indices, error):
+        ti = SimpleNamespace(
+            dag_id="stephint", run_id="r", task_id="generate", map_index=0, try_number=1
+        )
+        kwargs = {"staging": "/s", "indices": indices, "num_shards": 9}
+        task = SimpleNamespace(op_kwargs=kwargs)
+        return failure_report({"ti": ti, "task": task, "exception": error})
+
+    error = OSError("disk full")
+    error.corpusforge_shard = 6
+    assert report([2, 6, 8], error)["shard"] == "7 of 9"
+    # A permanent error reaches the callback wrapped; the shard is on its cause.
+    cause = ConfigError("bad option")
+    cause.corpusforge_shard = 2
+    try:
+        raise _permanent(cause) from cause
+    except Exception as wrapped:
+        assert report([2, 6, 8], wrapped)["shard"] == "3 of 9"
+    assert report([4], OSError("x"))["shard"] == "5 of 9"
+    assert report([2, 6], OSError("killed before a shard started"))["shard"] == "3, 7 of 9"

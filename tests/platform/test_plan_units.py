@@ -45,7 +45,7 @@ def test_plan_json_has_no_units(tmp_path: Path):
     plan = json.loads((staging / "plan.json").read_text())
     assert len(plan["shards"]) == 3
     for entry in plan["shards"]:
-        assert set(entry) == {"index", "config", "split"}
+        assert set(entry) == {"index", "config", "split", "work"}
     names = sorted(path.name for path in (staging / "parts").iterdir())
     assert names == ["units-00000.json", "units-00001.json", "units-00002.json"]
 
