@@ -195,19 +195,35 @@ def run_verify(args: argparse.Namespace) -> int:
     _check_output_root(args)
     try:
         path = store.release_dir(args.output_root, args.dataset, args.release)
-        problems = store.verify_release(path)
+        check = store.check_release(path)
         manifest = store.load_manifest(path)
     except store.DamagedReleaseError as error:
         print(f"FAILED {error}")
         print(f"1 problem(s) in {args.dataset} release {args.release or 'LATEST'}")
         return 1
-    if problems:
-        for problem in problems:
-            print(f"FAILED {problem}")
-        print(f"{len(problems)} problem(s) in {args.dataset} release {manifest['release']}")
+    for problem in check.problems:
+        print(f"FAILED {problem}")
+    if check.unchecked:
+        print(
+            f"NOTE: manifest.json has no checksums of files other than shards, because an "
+            f"older corpusforge published the release, so {len(check.unchecked)} file(s) "
+            f"were not checked: {_first_names(check.unchecked)}"
+        )
+    if check.problems:
+        print(f"{len(check.problems)} problem(s) in {args.dataset} release {manifest['release']}")
         return 1
-    print(f"OK {len(manifest['shards'])} shards of {args.dataset} release {manifest['release']}")
+    checked = f"{len(manifest['shards'])} shards"
+    if not check.unchecked:
+        checked += f" and {check.checked_files} other files"
+    print(f"OK {checked} of {args.dataset} release {manifest['release']}")
     return 0
+
+
+def _first_names(names: list[str], limit: int = 10) -> str:
+    """Return the first `limit` names comma-separated, with the count of the rest."""
+    listed = ", ".join(names[:limit])
+    rest = len(names) - limit
+    return f"{listed} and {rest} more" if rest > 0 else listed
 
 
 def run_prune(args: argparse.Namespace) -> int:

@@ -123,14 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser(
         "verify",
-        help="check a release's shard files against its manifest; exit 1 on a problem",
+        help="check a release's files against its manifest; exit 1 on a problem",
         description=(
-            "Recompute the size and sha256 of every shard listed in manifest.json, report "
-            "Parquet files under data/ that the manifest does not list, and recompute the "
-            "manifest's content_fingerprint. The dataset card (README.md), quarantine/ and "
-            "validation/ files have no checksum in the manifest, so changes to them are not "
-            "detected. Exit 0 when the release is intact, 1 on a problem or a missing or "
-            "invalid manifest.json."
+            "Recompute the size and sha256 of every shard and every other file listed in "
+            "manifest.json (the dataset card README.md, plan.json, quarantine/ and "
+            "validation/), report missing files and files the manifest does not list, and "
+            "recompute the manifest's content_fingerprint. A manifest written before "
+            "corpusforge stored the checksums of the other files gets the shard checks only, "
+            "and the files it cannot check are listed. Exit 0 when the release is intact, "
+            "1 on a problem or a missing or invalid manifest.json."
         ),
     )
     verify.add_argument("dataset")

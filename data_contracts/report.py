@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,58 @@ MAX_VALUE_CHARS = 120
 MAX_EXAMPLE_CHARS = 500
 
 
+def json_text(data: dict[str, Any]) -> str:
+    """Return `data` as indented JSON text, with objects JSON cannot encode as text."""
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write `data` as indented UTF-8 JSON, with objects JSON cannot encode as text."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    path.write_text(text + "\n", encoding="utf-8")
+    path.write_text(json_text(data), encoding="utf-8")
+
+
+def strip_folder(value: Any, folder: str) -> Any:
+    """Return `value` with every path under `folder` in its strings made relative to `folder`.
+
+    Keys and values of nested dicts and lists are rewritten, so that a summary
+    names no folder of the machine that validated it.
+    """
+    if isinstance(value, dict):
+        return {
+            strip_folder(key, folder): strip_folder(item, folder) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [strip_folder(item, folder) for item in value]
+    if isinstance(value, str) and folder:
+        prefix = folder.rstrip("/") + "/"
+        return "." if value == folder.rstrip("/") else value.replace(prefix, "")
+    return value
+
+
+def published_summary(summary: dict[str, Any], published_files: dict[str, str]) -> dict[str, Any]:
+    """Return a copy of `summary` that names each part file by its path in the published release.
+
+    `published_files` maps staged part files (`parts/shard-00000.parquet`) to
+    their published paths (`data/<config>/<split>-00000-of-00001.parquet`). A
+    shard without rows keeps `file` None. Labels of shard json files, which only
+    failed rules record, stay as they are, because a summary with a failed rule
+    is never published. Applying the mapping twice gives the same summary.
+    """
+
+    def rename(file: Any) -> Any:
+        return published_files.get(file, file) if isinstance(file, str) else file
+
+    renamed = copy.deepcopy(summary)
+    for shard in renamed.get("shards", []):
+        shard["file"] = rename(shard.get("file"))
+    for rule in renamed.get("rules", {}).values():
+        for example in rule.get("examples", []):
+            if "file" in example:
+                example["file"] = rename(example["file"])
+        rule["files"] = {rename(file): failures for file, failures in rule.get("files", {}).items()}
+        skipped = rule.get("skipped_files", {})
+        rule["skipped_files"] = {rename(file): reason for file, reason in skipped.items()}
+    return renamed
 
 
 def shorten(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:

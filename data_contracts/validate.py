@@ -34,6 +34,7 @@ from corpusforge.data_contracts.report import (
     MAX_EXAMPLES,
     RuleResult,
     ValidationReport,
+    strip_folder,
     write_json,
 )
 from corpusforge.data_contracts.rules import ROW_RULES
@@ -68,7 +69,9 @@ class _Run:
         max_batch_rows: int = MAX_BATCH_ROWS,
         max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
-        self.staging = Path(staging)
+        # Absolute, so that every path in a message starts with it and
+        # `_portable_summary` can make each one relative.
+        self.staging = Path(staging).absolute()
         self.plan = read_plan(self.staging)
         self.contract = load_contract(self.plan["dataset"])
         _check_contract_matches_schemas(self.contract)
@@ -210,7 +213,7 @@ def validate_staging(
         summary_path=str(run.out_dir / "summary.json"),
         seconds=time.monotonic() - started,
     )
-    write_json(Path(report.summary_path), report.to_json())
+    write_json(Path(report.summary_path), _portable_summary(report, run.staging))
     if report.rows == 0 and report.success:
         logger.error("Release %s of %s has no rows", report.release, report.dataset)
         raise ValidationFailed(_no_rows_message(run.staging, report, shards))
@@ -222,6 +225,21 @@ def validate_staging(
         "Release %s passed %d rules on %d rows", report.release, len(run.rules), report.rows
     )
     return report
+
+
+def _portable_summary(report: ValidationReport, staging: Path) -> dict[str, Any]:
+    """Return the report as JSON with paths relative to the staging folder.
+
+    The summary is published with the release, so it names no folder of the
+    machine that validated it. Error texts that quote a staged file keep the
+    file's path relative to the staging folder.
+    """
+    summary = report.to_json()
+    # The longer path first, so that stripping one never leaves part of the other.
+    folders = sorted({str(staging.resolve()), str(staging.absolute())}, key=len, reverse=True)
+    for folder in folders:
+        summary = strip_folder(summary, folder)
+    return summary
 
 
 def _no_rows_message(staging: Path, report: ValidationReport, shards: list[Shard]) -> str:

@@ -11,7 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from corpusforge.generators import __version__
+from upath import UPath
+
+from corpusforge.generators import __version__, objstore
+from corpusforge.generators.shard_writer import file_sha256
 from corpusforge.schemas import SCHEMAS, schema_fingerprint
 
 MANIFEST_VERSION = 1
@@ -46,7 +49,15 @@ VOLATILE_KEYS = (
     ("llm",),
     ("parameters", "options", "llm", "cache"),
     ("parameters", "options", "llm", "conn_id"),
+    # Checksums of the card, plan.json, quarantine/ and validation/: plan.json
+    # contains the run's times and the output root, and the validation summary its
+    # duration, so these differ between runs of the same parameters.
+    ("files",),
 )
+# Top-level entries of a staging folder that get no entry in the manifest's
+# `files`: the manifest itself, and `parts/`, which publishing removes right
+# after writing the manifest.
+UNLISTED_ENTRIES = ("manifest.json", "parts")
 
 
 def package_versions() -> dict[str, str]:
@@ -104,6 +115,38 @@ def content_fingerprint(manifest: dict[str, Any]) -> str:
         source.pop("path", None)
         source.pop("spec", None)
     return hashlib.sha256(canonical_json(stable)).hexdigest()
+
+
+def folder_files(folder: Path | UPath) -> list[str]:
+    """Return the path of every file under `folder`, relative to it with `/` separators, sorted."""
+    if isinstance(folder, UPath):
+        return objstore.files_under(folder)
+    files = [file.relative_to(folder).as_posix() for file in folder.rglob("*") if file.is_file()]
+    return sorted(files)
+
+
+def size_and_sha256(file: Path | UPath) -> tuple[int, str]:
+    """Return the size in bytes and the sha256 of a local file or a stored object."""
+    if isinstance(file, UPath):
+        return objstore.size(file), objstore.sha256(file)
+    return file.stat().st_size, file_sha256(file)
+
+
+def release_files(folder: Path | UPath, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the path, bytes and sha256 of every file in a release folder but its shards.
+
+    Paths are relative to `folder`, sorted. The shards (checksummed in
+    `shards`), manifest.json and `parts/` are left out. A folder on an object
+    store is read object by object, streaming each one once.
+    """
+    shard_paths = {shard["path"] for shard in shards}
+    entries = []
+    for relative in folder_files(folder):
+        if relative.split("/", 1)[0] in UNLISTED_ENTRIES or relative in shard_paths:
+            continue
+        size, digest = size_and_sha256(folder / relative)
+        entries.append({"path": relative, "bytes": size, "sha256": digest})
+    return entries
 
 
 def build_manifest(

@@ -1,8 +1,10 @@
 """Turn a validated staging folder into a visible release, atomically.
 
 Steps, each safe to interrupt:
-1. rename the validated parts to their final shard names inside the staging folder;
-2. write the dataset card and `manifest.json` into the staging folder;
+1. rename the validated parts to their final shard names inside the staging folder,
+   and rewrite `validation/summary.json` to name the shards by those names;
+2. write the dataset card, then `manifest.json` with the sha256 of every file,
+   into the staging folder;
 3. rename the staging folder to an immutable attempt folder under `.releases/`;
 4. point the `<release>` symbolic link at it (a new link renamed over the old one);
 5. move `LATEST` forward when this release is the newest by its order date.
@@ -29,12 +31,13 @@ from typing import Any
 
 from upath import UPath
 
+from corpusforge.data_contracts.report import json_text, published_summary
 from corpusforge.generators import layout, objstore
 from corpusforge.generators.card import write_card
 from corpusforge.generators.errors import PublishError, ValidationFailed
 from corpusforge.generators.faults import crash_point
 from corpusforge.generators.llm.usage import merge_usage
-from corpusforge.generators.manifest import build_manifest
+from corpusforge.generators.manifest import build_manifest, release_files
 from corpusforge.generators.pipeline import _write_json, load_plan
 from corpusforge.generators.registry import get_builder
 from corpusforge.generators.shard_writer import file_sha256
@@ -114,6 +117,28 @@ def _final_shards(staging: Path | UPath, plan: dict[str, Any]) -> list[dict[str,
                 }
             )
     return final
+
+
+def write_published_summary(
+    staging: Path | UPath, summary: dict[str, Any], shards: list[dict[str, Any]]
+) -> None:
+    """Rewrite validation/summary.json to name each shard by its path in the release.
+
+    Validation names the staged part files (`parts/shard-00000.parquet`), which
+    publishing moves to `data/`. `shards` are the final shards of `_final_shards`.
+    A rerun after an interrupted publish finds the summary already rewritten.
+    """
+    renamed = published_summary(summary, {shard["part"]: shard["path"] for shard in shards})
+    if renamed == summary:
+        return
+    path = staging / "validation" / "summary.json"
+    data = json_text(renamed).encode("utf-8")
+    if isinstance(path, UPath):
+        objstore.write_bytes(path, data)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _move_parts(staging: Path, shards: list[dict[str, Any]]) -> None:
@@ -213,8 +238,10 @@ def publish_release(staging: str | Path | UPath) -> PublishedRelease:
         shards = _final_shards(staging, plan)
         crash_point("before_move_parts")
         _move_parts(staging, shards)
+        write_published_summary(staging, validation, shards)
         manifest = release_manifest(staging, plan, shards, validation)
         write_card(staging, manifest, get_builder(dataset))
+        manifest["files"] = release_files(staging, manifest["shards"])
         _write_json(staging / "manifest.json", manifest)
         shutil.rmtree(staging / "parts")
         crash_point("before_rename_staging")

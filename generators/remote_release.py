@@ -4,8 +4,9 @@ A release is staged in place in its attempt folder,
 `<dataset>/.releases/<release>.<attempt>/`, which no later step changes once
 it is published. Publishing a validated attempt folder:
 1. moves the validated parts to their final shard names (a server-side copy on
-   S3 and GCS) after checking each part's sha256;
-2. writes the dataset card, then `manifest.json`;
+   S3 and GCS) after checking each part's sha256, and rewrites
+   `validation/summary.json` to name the shards by those names;
+2. writes the dataset card, then `manifest.json` with the sha256 of every object;
 3. writes the pointer `<dataset>/<release>.json`, which makes the release visible;
 4. writes `LATEST` when this release is the newest by its order date;
 5. removes the attempt folder that the pointer named before.
@@ -27,6 +28,7 @@ from corpusforge.generators import layout, objstore
 from corpusforge.generators.card import write_card
 from corpusforge.generators.errors import PublishError
 from corpusforge.generators.faults import crash_point
+from corpusforge.generators.manifest import release_files
 from corpusforge.generators.pipeline import load_plan
 from corpusforge.generators.publish import (
     PublishedRelease,
@@ -34,6 +36,7 @@ from corpusforge.generators.publish import (
     _read_validation,
     read_latest,
     release_manifest,
+    write_published_summary,
 )
 from corpusforge.generators.registry import get_builder
 from corpusforge.generators.shard_writer import file_sha256
@@ -142,12 +145,14 @@ def publish_remote(staging: UPath) -> PublishedRelease:
     with tempfile.TemporaryDirectory(prefix="corpusforge-publish-") as tmp:
         mirror = Path(tmp)
         _move_parts(staging, shards, mirror)
+        write_published_summary(staging, validation, shards)
         manifest = release_manifest(staging, plan, shards, validation)
         write_card(mirror, manifest, get_builder(dataset), location=str(staging))
         for local in sorted(mirror.rglob("*")):
             relative = local.relative_to(mirror).as_posix()
             if local.is_file() and not relative.startswith("data/"):
                 objstore.put_file(local, staging / relative)
+    manifest["files"] = release_files(staging, manifest["shards"])
     objstore.write_json(staging / "manifest.json", manifest)
     objstore.remove(staging / "parts", recursive=True)
     crash_point("before_rename_staging")

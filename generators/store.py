@@ -18,10 +18,9 @@ from upath import UPath
 
 from corpusforge.generators import layout, objstore
 from corpusforge.generators.errors import ConfigError, CorpusforgeError, PublishError
-from corpusforge.generators.manifest import content_fingerprint
+from corpusforge.generators.manifest import content_fingerprint, folder_files, size_and_sha256
 from corpusforge.generators.publish import read_latest
 from corpusforge.generators.remote_release import pointer_target, published_releases, read_pointer
-from corpusforge.generators.shard_writer import file_sha256
 
 
 class DamagedReleaseError(CorpusforgeError):
@@ -182,66 +181,114 @@ def local_release(path: Path | UPath) -> Iterator[Path]:
         yield local
 
 
-def verify_release(path: Path | UPath) -> list[str]:
-    """Recompute the checksums of a release's shards; return one message per problem found.
+@dataclass(frozen=True)
+class ReleaseCheck:
+    """Outcome of `check_release`: one message per problem, and the files left unchecked."""
 
-    Checks the size and sha256 of every shard in the manifest, Parquet files under
-    data/ that the manifest does not list, and the content fingerprint.
-    NOTE: the manifest stores no checksum of the card (README.md), quarantine/ or
-    validation/, so a change to those files is not detected here.
+    problems: list[str]
+    # Files that a manifest without `files` has no checksum for, relative to the release.
+    unchecked: list[str]
+    # Entries of the manifest's `files` that were compared; 0 without `files`.
+    checked_files: int
+
+
+def verify_release(path: Path | UPath) -> list[str]:
+    """Check a release's files against its manifest; return one message per problem found.
+
+    See `check_release`, which also returns the files it could not check.
+    """
+    return check_release(path).problems
+
+
+def check_release(path: Path | UPath) -> ReleaseCheck:
+    """Recompute the size and sha256 of every file that a release's manifest lists.
+
+    The manifest lists the shards under `shards`, and every other file (the card
+    README.md, plan.json, quarantine/ and validation/) under `files`. Files that
+    are missing or changed, files that the manifest does not list, and a content
+    fingerprint that does not match are problems. A manifest without `files`,
+    written by a corpusforge version before those checksums, gets the shard
+    checks only: its other files are returned in `unchecked`, and only Parquet
+    files under data/ that it does not list are problems.
+    Raise DamagedReleaseError when manifest.json is missing or invalid.
     """
     folder = objstore.location(path)
-    if isinstance(folder, UPath):
-        return _verify_remote_release(folder)
-    path = folder
-    manifest = load_manifest(path)
-    problems = []
-    listed = set()
-    for shard in manifest["shards"]:
-        file = path / shard["path"]
-        listed.add(shard["path"])
-        if not file.exists():
-            problems.append(f"{shard['path']}: missing")
-            continue
-        if file.stat().st_size != shard["bytes"]:
-            problems.append(
-                f"{shard['path']}: size {file.stat().st_size} bytes, manifest says {shard['bytes']}"
-            )
-        actual = file_sha256(file)
-        if actual != shard["sha256"]:
-            problems.append(f"{shard['path']}: sha256 {actual}, manifest says {shard['sha256']}")
-    for file in sorted((path / "data").rglob("*.parquet")):
-        relative = str(file.relative_to(path))
-        if relative not in listed:
+    manifest = load_manifest(folder)
+    present = set(folder_files(folder))
+    problems: list[str] = []
+
+    shards = _manifest_entries(manifest, "shards", problems)
+    listed = {entry["path"] for entry in shards} | {"manifest.json"}
+    _check_entries(folder, shards, present, problems)
+    unchecked = []
+    if "files" in manifest:
+        files = _manifest_entries(manifest, "files", problems)
+        listed |= {entry["path"] for entry in files}
+        _check_entries(folder, files, present, problems)
+        for relative in sorted(present - listed):
             problems.append(f"{relative}: not listed in the manifest")
-    if content_fingerprint(manifest) != manifest["content_fingerprint"]:
+    else:
+        files = []
+        for relative in sorted(present - listed):
+            if relative.startswith("data/") and relative.endswith(".parquet"):
+                problems.append(f"{relative}: not listed in the manifest")
+            else:
+                unchecked.append(relative)
+
+    if content_fingerprint(manifest) != manifest.get("content_fingerprint"):
         problems.append("manifest.json: content_fingerprint does not match the manifest's content")
-    return problems
+    return ReleaseCheck(problems=problems, unchecked=unchecked, checked_files=len(files))
 
 
-def _verify_remote_release(path: UPath) -> list[str]:
-    """Check the objects of a release on an object store, streaming each shard once."""
-    manifest = load_manifest(path)
-    problems = []
-    listed = set()
-    stored = set(objstore.files_under(path / "data"))
-    for shard in manifest["shards"]:
-        listed.add(shard["path"])
-        if shard["path"].removeprefix("data/") not in stored:
-            problems.append(f"{shard['path']}: missing")
+def _manifest_entries(
+    manifest: dict[str, Any], field: str, problems: list[str]
+) -> list[dict[str, Any]]:
+    """Return the entries of `manifest[field]` that have a path, bytes and sha256.
+
+    Each invalid entry, or an invalid field, adds a problem.
+    """
+    entries = manifest.get(field)
+    if not isinstance(entries, list):
+        problems.append(f"manifest.json: field {field} is missing or is not a list")
+        return []
+    valid = []
+    for entry in entries:
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            valid.append(entry)
+        else:
+            problems.append(
+                f"manifest.json: invalid entry in {field}: {entry!r}; expected an object with "
+                "path, bytes and sha256"
+            )
+    return valid
+
+
+def _check_entries(
+    folder: Path | UPath,
+    entries: list[dict[str, Any]],
+    present: set[str],
+    problems: list[str],
+) -> None:
+    """Compare the size and sha256 of each listed file with its manifest entry.
+
+    Only paths found by listing the release folder are opened, so an entry such
+    as `../other/file` is reported missing and never read.
+    """
+    for entry in entries:
+        relative = entry["path"]
+        if relative not in present:
+            problems.append(f"{relative}: missing")
             continue
-        size = objstore.size(path / shard["path"])
-        if size != shard["bytes"]:
-            problems.append(f"{shard['path']}: size {size} bytes, manifest says {shard['bytes']}")
-        actual = objstore.sha256(path / shard["path"])
-        if actual != shard["sha256"]:
-            problems.append(f"{shard['path']}: sha256 {actual}, manifest says {shard['sha256']}")
-    for relative in sorted(stored):
-        if relative.endswith(".parquet") and f"data/{relative}" not in listed:
-            problems.append(f"data/{relative}: not listed in the manifest")
-    if content_fingerprint(manifest) != manifest["content_fingerprint"]:
-        problems.append("manifest.json: content_fingerprint does not match the manifest's content")
-    return problems
+        size, actual = size_and_sha256(folder / relative)
+        if size != entry["bytes"]:
+            problems.append(f"{relative}: size {size} bytes, manifest says {entry['bytes']}")
+        if actual != entry["sha256"]:
+            problems.append(f"{relative}: sha256 {actual}, manifest says {entry['sha256']}")
 
 
 @dataclass(frozen=True)
