@@ -130,7 +130,11 @@ def _remote_loading_snippet(
         'ds = load_dataset("parquet", data_files=data_files, storage_options={})\n\n'
         "import pandas as pd\n\n"
         f"files = {json.dumps(first_files, indent=4)}\n"
-        "df = pd.concat(pd.read_parquet(url, storage_options={}) for url in files)\n"
+        "df = pd.concat(pd.read_parquet(url, storage_options={}) for url in files)\n\n"
+        "import polars as pl\n\n"
+        "# Polars reads object stores with its own client, so its storage_options take\n"
+        '# keys such as "aws_endpoint_url" and "aws_region" instead of fsspec options.\n'
+        "lf = pl.scan_parquet(files, storage_options={})\n"
         "```\n"
     )
 

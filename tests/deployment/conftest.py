@@ -14,6 +14,7 @@ selected tests request are started.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -35,11 +36,13 @@ from deployment_scenarios import (
     RESTART,
     SCALE_OUT,
     SCHEDULED,
+    WORKER_LOSS,
     Backfills,
     KilledShard,
     RestartedRun,
     ScaleOut,
     ScheduledRelease,
+    WorkerLoss,
     Workload,
 )
 from testsupport import in_ci, service_reachable
@@ -74,11 +77,22 @@ def redis_server() -> str:
 
 
 def _delete_queue_keys(queue: str) -> None:
+    """Delete the Redis keys of `queue`, and its messages that a killed worker left unacked.
+
+    Kombu's Redis transport keeps every message a worker has taken but not acknowledged
+    in the shared `unacked` hash, as JSON `[message, exchange, routing_key]`, until the
+    visibility timeout (24 hours here) returns it to its queue.
+    """
     import redis
 
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
     for key in client.scan_iter(match=f"*{queue}*"):
         client.delete(key)
+    for tag, payload in client.hscan_iter("unacked"):
+        _message, _exchange, routing_key = json.loads(payload)
+        if routing_key == queue:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +157,11 @@ def killed_shard_run(workload: Workload) -> KilledShard:
 @pytest.fixture(scope="session")
 def scale_out(redis_server: str, workload: Workload) -> ScaleOut:
     return workload.result(SCALE_OUT)
+
+
+@pytest.fixture(scope="session")
+def worker_loss(redis_server: str, workload: Workload) -> WorkerLoss:
+    return workload.result(WORKER_LOSS)
 
 
 @pytest.fixture(scope="session")

@@ -280,8 +280,11 @@ def base_environment(
             # miss the task's exit, which kept each executor slot busy about 5 s longer
             # than its task (bench/paper_scale_bench.py logs, Airflow 3.3). 1 is the minimum.
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
-            # Short limits, so that a killed task or scheduler is noticed within the tests.
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            # Short limits, so that a killed task, scheduler or Celery worker is noticed
+            # within the tests. A task's supervisor sends a heartbeat about every
+            # [workers] min_heartbeat_interval (1 s, above), so 15 s leaves room for a
+            # busy machine.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",

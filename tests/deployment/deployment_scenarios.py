@@ -14,12 +14,14 @@ their tasks start under the new one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +42,7 @@ BACKFILL = "backfills"
 KILLED_SHARD = "killed_shard_run"
 SCALE_OUT = "scale_out"
 RESTART = "restarted_run"
+WORKER_LOSS = "worker_loss"
 
 # Backfill: three weekly dates (the @weekly schedule runs on Sundays at midnight UTC),
 # two shards each.
@@ -68,6 +71,11 @@ SCALE_OUT_CONF = {
 }
 
 RESTART_CONF = {"release": "restarted", "sources": ["synthetic_math:?count=40"], "shard_size": 10}
+
+# The worker-loss run builds SCALE_OUT_CONF again into this folder under the output
+# root. The content fingerprint leaves the output root out, so it must equal the
+# fingerprint of the scale-out scenario's LocalExecutor release.
+WORKER_LOSS_FOLDER = "worker-loss"
 
 
 def is_scheduled(run: dict[str, Any]) -> bool:
@@ -102,12 +110,16 @@ class Workload:
     def start(self, names: set[str]) -> None:
         """Start SCHEDULED and the scenarios in `names`.
 
-        SCALE_OUT starts only on a deployment with the CeleryExecutor.
+        SCALE_OUT and WORKER_LOSS start only on a deployment with the CeleryExecutor,
+        and WORKER_LOSS also starts SCALE_OUT.
         """
         if RESTART not in names:
             self.runs_may_start.set()
+        if WORKER_LOSS in names:
+            # The worker-loss scenario kills a worker that the scale-out scenario starts.
+            names = names | {SCALE_OUT}
         for name, scenario in SCENARIOS.items():
-            if name == SCALE_OUT and not self.deployment.celery:
+            if name in (SCALE_OUT, WORKER_LOSS) and not self.deployment.celery:
                 continue
             if name in names or name == SCHEDULED:
                 self.futures[name] = self._pool.submit(self._run, name, scenario)
@@ -408,10 +420,159 @@ def run_restart(workload: Workload) -> RestartedRun:
     return RestartedRun(state_at_restart, run, generate_tis(deployment, run_id))
 
 
+@dataclass
+class WorkerLoss:
+    killed_worker: str
+    killed_map_index: int
+    # The try of the killed task instance that was running when its worker was killed.
+    killed_try_number: int
+    # The task process: Airflow 3.3's supervisor puts it in a process group of its own
+    # inside the worker's session, so killing the worker's group alone leaves it alive.
+    task_pid: int
+    # Processes of the worker's session still alive after the kill (zombies excluded).
+    survivors: list[int]
+    seconds_to_finish: float
+    run: dict[str, Any]
+    generate_tis: list[dict[str, Any]]
+    # Every try of the killed task instance, oldest first.
+    tries: list[dict[str, Any]]
+    heartbeat_timeouts: list[dict[str, Any]]
+    release: Path
+    manifest: dict[str, Any]
+    local_fingerprint: str
+
+
+def _session_processes(session_id: int) -> list[int]:
+    """Return the live (not zombie) processes of session `session_id`, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # The command name in brackets may contain spaces, so split after its end.
+        fields = text[text.rindex(")") + 2 :].split()
+        state, session = fields[0], int(fields[3])
+        if session == session_id and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _stop_running_shard(
+    deployment: AirflowDeployment, run_id: str, workers: dict[str, int]
+) -> tuple[dict[str, Any], int] | None:
+    """Stop (SIGSTOP) the task process of a generate shard that runs on one of `workers`,
+    given as host name to worker process id.
+
+    Return the task instance and the process id once the task instance is still
+    running one second after its process was stopped, so the kill that follows
+    lands mid-shard, or None to be polled again.
+    """
+    for ti in generate_tis(deployment, run_id):
+        worker_pid = workers.get(ti["hostname"] or "")
+        if ti["state"] != "running" or worker_pid is None or not ti["pid"]:
+            continue
+        pid = ti["pid"]
+        try:
+            # The process id belongs to this worker while it is in the worker's session.
+            if os.getsid(pid) != worker_pid:
+                continue
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        quoted = urllib.parse.quote(run_id, safe="")
+        path = f"/api/v2/dags/stephint/dagRuns/{quoted}/taskInstances/generate/{ti['map_index']}"
+        try:
+            deployment.stopping.wait(1)
+            current = deployment.api("GET", path)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+            raise
+        if current["state"] == "running" and current["try_number"] == ti["try_number"]:
+            return current, pid
+        # The shard finished before its process stopped: let it go and pick another.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    return None
+
+
+def run_worker_loss(workload: Workload) -> WorkerLoss:
+    """Build SCALE_OUT_CONF on the two Celery workers and SIGKILL a worker mid-shard.
+
+    Runs after the scale-out scenario, which starts the workers and whose LocalExecutor
+    release gives the expected fingerprint. The task's supervisor dies with the worker,
+    so no heartbeat reaches Airflow. The scheduler fails that try after
+    TASK_INSTANCE_HEARTBEAT_TIMEOUT and retries it on the surviving worker.
+    """
+    deployment = workload.deployment
+    scale_out = workload.result(SCALE_OUT)
+    root = deployment.output_root / WORKER_LOSS_FOLDER
+    conf = {**SCALE_OUT_CONF, "output_root": str(root)}
+    run_id = deployment.trigger(
+        "stephint", "2025-06-15T00:00:00+00:00", conf, prefix=CELERY_RUN_PREFIX
+    )
+    workers = {name: deployment.processes[name].pid for name in CELERY_WORKERS}
+    ti, task_pid = deployment.wait_until(
+        lambda: _stop_running_shard(deployment, run_id, workers),
+        180,
+        "a generate shard running on a Celery worker",
+        interval=0.2,
+    )
+    killed_worker = ti["hostname"]
+    worker_pid = workers[killed_worker]
+    task_group = os.getpgid(task_pid)
+    # The worker's group first: its pool process runs the task's supervisor, which
+    # would report the task failed if it saw the task process die before itself.
+    deployment.stop(killed_worker, sig=signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(task_group, signal.SIGKILL)
+    killed_at = time.monotonic()
+    deployment.stopping.wait(1)
+    survivors = _session_processes(worker_pid)
+    log.info(
+        "killed Celery worker %s (pid %d) and its task process %d while it ran shard %d",
+        killed_worker,
+        worker_pid,
+        task_pid,
+        ti["map_index"],
+    )
+
+    run = deployment.wait_for_run("stephint", run_id, timeout=240)
+    seconds_to_finish = time.monotonic() - killed_at
+    log.info("run %s ended %s %.1f s after the kill", run_id, run["state"], seconds_to_finish)
+    quoted = urllib.parse.quote(run_id, safe="")
+    tries = deployment.api(
+        "GET",
+        f"/api/v2/dags/stephint/dagRuns/{quoted}/taskInstances/generate/{ti['map_index']}/tries",
+    )["task_instances"]
+    query = urllib.parse.urlencode(
+        {"dag_id": "stephint", "run_id": run_id, "event": "heartbeat timeout"}
+    )
+    heartbeat_timeouts = deployment.api("GET", f"/api/v2/eventLogs?{query}")["event_logs"]
+    release = root / "stephint" / SCALE_OUT_CONF["release"]
+    return WorkerLoss(
+        killed_worker=killed_worker,
+        killed_map_index=ti["map_index"],
+        killed_try_number=ti["try_number"],
+        task_pid=task_pid,
+        survivors=survivors,
+        seconds_to_finish=seconds_to_finish,
+        run=run,
+        generate_tis=generate_tis(deployment, run_id),
+        tries=sorted(tries, key=lambda item: item["try_number"]),
+        heartbeat_timeouts=heartbeat_timeouts,
+        release=release,
+        manifest=store.load_manifest(release),
+        local_fingerprint=scale_out.local_manifest["content_fingerprint"],
+    )
+
+
 SCENARIOS: dict[str, Callable[[Workload], Any]] = {
     SCHEDULED: run_scheduled,
     BACKFILL: run_backfills,
     KILLED_SHARD: run_killed_shard,
     SCALE_OUT: run_scale_out,
     RESTART: run_restart,
+    WORKER_LOSS: run_worker_loss,
 }
