@@ -82,7 +82,10 @@ MAX_SIZE = 4096
 # Bytes of lesion-free layers `draw_phantom` keeps per process, least recently
 # used first out. A patient's layers are two float64 arrays of size x size: 0.6 MB
 # at 192 pixels, so the budget keeps about 100 patients, and 17 MB at 1,024. The
-# newest entry stays even when it alone is larger.
+# newest entry stays even when it alone is larger. The MLLMU-Med builder calls
+# `clear_layers_cache` at the start of each shard, so a worker's cache contains
+# only the patients of one shard and does not grow with the release. Med-MIM keeps
+# the cache across shards, because its shards draw patients in scattered order.
 LAYERS_CACHE_BYTES = 64 * 1024 * 1024
 _LAYERS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -251,6 +254,16 @@ def draw_phantom(spec: PhantomSpec, size: int = 256) -> Image.Image:
     return Image.fromarray(pixels, mode="L")
 
 
+def clear_layers_cache() -> None:
+    """Drop every cached patient layer of `draw_phantom`, releasing its memory."""
+    _LAYERS_CACHE.clear()
+
+
+def layers_cache_bytes() -> int:
+    """Return the bytes of the patient layers that `draw_phantom` keeps cached."""
+    return sum(tissue.nbytes + term.nbytes for tissue, term in _LAYERS_CACHE.values())
+
+
 def _layers_key(spec: PhantomSpec, size: int) -> tuple:
     return (astuple(spec.anatomy), spec.modality, spec.region, spec.plane, size)
 
@@ -293,7 +306,7 @@ def _patient_layers(spec: PhantomSpec, size: int) -> tuple[np.ndarray, np.ndarra
         array.flags.writeable = False
 
     _LAYERS_CACHE[key] = (tissue, body_term)
-    cached_bytes = sum(a.nbytes + b.nbytes for a, b in _LAYERS_CACHE.values())
+    cached_bytes = layers_cache_bytes()
     while cached_bytes > LAYERS_CACHE_BYTES and len(_LAYERS_CACHE) > 1:
         _, (old_tissue, old_term) = _LAYERS_CACHE.popitem(last=False)
         cached_bytes -= old_tissue.nbytes + old_term.nbytes

@@ -29,6 +29,7 @@ from corpusforge.generators.base import (
     ShardTask,
     SourceLicense,
 )
+from corpusforge.generators.imaging import phantom
 from corpusforge.generators.mllmu_med import formats, images, ledger, planner, sources, splits
 from corpusforge.generators.mllmu_med.formats import RecordFactory, RecordSpec
 from corpusforge.generators.mllmu_med.text import build_texts, get_backend, text_failure
@@ -212,6 +213,10 @@ lines, emails use example.org and example.com, and record numbers start with
     # Generation --------------------------------------------------------------------
 
     def generate(self, ctx: ShardContext) -> Iterator[dict[str, Any] | Rejected]:
+        # A worker process may generate many shards. Phantom layers cached for
+        # earlier shards are seldom drawn again (only for the test views of forget
+        # patients), and keeping them makes the worker's memory grow with the release.
+        phantom.clear_layers_cache()
         shard = ctx.shard
         options = planner.Options.parse(ctx.options)
         label = f"mllmu_med shard {shard.index + 1} of {ctx.num_shards}"
