@@ -190,6 +190,40 @@ def shard_label(indices: list[int], num_shards: int) -> str:
     return f"shard{'s' if len(indices) > 1 else ''} {numbers} of {num_shards}"
 
 
+def run_params(
+    params: dict[str, Any], conf: dict[str, Any] | None, declared: dict[str, Param]
+) -> dict[str, Any]:
+    """Return a run's Params ready for the library, or raise ConfigError.
+
+    A conf key that names no Param fails the run: Airflow would ignore it, and a
+    misspelt `max_generate_task` would then build with the default silently.
+    JSON Schema counts 2.0 as an integer, so whole-number floats of integer
+    Params become ints, which keeps plan.json and the fingerprint the same.
+    """
+    import difflib
+
+    from corpusforge.generators.errors import ConfigError
+
+    unknown = sorted(set(conf or {}) - set(declared))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(
+            f"unknown parameter {', '.join(hints)} in the run's conf; this DAG's parameters "
+            f"are {', '.join(sorted(declared))}"
+        )
+    values = dict(params)
+    for name, param in declared.items():
+        types = param.schema.get("type")
+        types = types if isinstance(types, list) else [types]
+        value = values.get(name)
+        if "integer" in types and isinstance(value, float) and value.is_integer():
+            values[name] = int(value)
+    return values
+
+
 def _permanent(error: Exception) -> Exception:
     """Wrap errors that a retry cannot fix, so Airflow fails the task without retrying."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -290,6 +324,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
 def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
     """Return the DAG that builds and publishes `dataset`."""
     asset = dataset_asset(dataset)
+    declared = {**common_params(), **option_params}
 
     @dag(
         dag_id=dataset,
@@ -297,7 +332,7 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
         start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         doc_md=doc_md,
-        params={**common_params(), **option_params},
+        params=declared,
         default_args={
             "retries": 2,
             "retry_delay": dt.timedelta(seconds=10),
@@ -312,15 +347,20 @@ def dataset_dag(dataset: str, doc_md: str, option_params: dict[str, Param]):
             from corpusforge.generators.pipeline import (
                 BuildParams,
                 RunInfo,
+                check_max_generate_tasks,
                 group_shards,
                 load_plan,
                 plan_release,
             )
 
             context = get_current_context()
-            params = context["params"]
             dag_run = context["dag_run"]
             logical_date = context.get("logical_date")
+            try:
+                params = run_params(context["params"], dag_run.conf, declared)
+                check_max_generate_tasks(params.get("max_generate_tasks"))
+            except Exception as error:
+                raise _permanent(error) from error
             options = {name: params[name] for name in option_params}
             build_params = BuildParams(
                 dataset=dataset,

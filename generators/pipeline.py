@@ -263,6 +263,12 @@ def load_units(staging: Path | UPath, entry: dict[str, Any]) -> list[dict[str, A
         ) from error
 
 
+def check_max_generate_tasks(value: Any) -> None:
+    """Raise ConfigError unless `value` is None or a positive integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"invalid max_generate_tasks {value!r}: use a positive integer")
+
+
 def group_shards(plan: dict[str, Any], max_groups: int | None) -> list[list[int]]:
     """Split the shards of `plan` into at most `max_groups` groups of about equal work.
 
@@ -276,10 +282,7 @@ def group_shards(plan: dict[str, Any], max_groups: int | None) -> list[list[int]
     only which task writes a shard, never its bytes.
     """
     shards = plan["shards"]
-    if max_groups is not None and (
-        isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1
-    ):
-        raise ConfigError(f"invalid max_generate_tasks {max_groups!r}: use a positive integer")
+    check_max_generate_tasks(max_groups)
     if max_groups is None or max_groups >= len(shards):
         return [[entry["index"]] for entry in shards]
     weights = {entry["index"]: max(1, int(entry.get("work", 1))) for entry in shards}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,6 @@ def test_grouped_generate_tasks_publish_the_same_release(dagbag, airflow_db, tmp
 
 
 def test_failure_report_names_the_failed_shard_of_a_grouped_task():
-    import sys
     from types import SimpleNamespace
 
     sys.path.insert(0, str(DAGS_FOLDER))
@@ -207,3 +207,57 @@ def test_failure_report_names_the_failed_shard_of_a_grouped_task():
         assert report([2, 6, 8], wrapped)["shard"] == "3 of 9"
     assert report([4], OSError("x"))["shard"] == "5 of 9"
     assert report([2, 6], OSError("killed before a shard started"))["shard"] == "3, 7 of 9"
+
+
+def test_run_params_reject_unknown_conf_keys_with_a_hint(dagbag):
+    sys.path.insert(0, str(DAGS_FOLDER))
+    from _factory import run_params
+    from corpusforge.generators.errors import ConfigError
+
+    dag = dagbag.dags["stephint"]
+    declared = {name: dag.params.get_param(name) for name in dag.params}
+    with pytest.raises(ConfigError) as caught:
+        run_params({}, {"max_generate_task": 2, "zzz": 1}, declared)
+    message = str(caught.value)
+    assert "'max_generate_task' (did you mean 'max_generate_tasks'?)" in message
+    assert "'zzz'" in message and "shard_size" in message
+    assert run_params({"shard_size": 5}, {"shard_size": 5}, declared) == {"shard_size": 5}
+
+
+def test_run_params_make_whole_number_floats_ints(dagbag):
+    sys.path.insert(0, str(DAGS_FOLDER))
+    from _factory import run_params
+
+    dag = dagbag.dags["stephint"]
+    declared = {name: dag.params.get_param(name) for name in dag.params}
+    values = run_params(
+        {"shard_size": 200.0, "max_generate_tasks": 2.0, "seed": 7.5, "release": "1.0"},
+        None,
+        declared,
+    )
+    assert values["shard_size"] == 200 and isinstance(values["shard_size"], int)
+    assert values["max_generate_tasks"] == 2 and isinstance(values["max_generate_tasks"], int)
+    # Not whole, or not an integer Param: left for the library's checks.
+    assert values["seed"] == 7.5
+    assert values["release"] == "1.0"
+
+
+def test_misspelt_conf_key_fails_before_staging(dagbag, airflow_db, tmp_path: Path):
+    from airflow.utils.state import DagRunState
+
+    conf = {"output_root": str(tmp_path), "release": "typo", "max_generate_task": 2}
+    dag_run = dagbag.dags["stephint"].test(logical_date=None, run_conf=conf)
+    assert dag_run.state == DagRunState.FAILED
+    assert not (tmp_path / "stephint").exists()
+
+
+def test_whole_number_float_params_build_the_same_release(dagbag, airflow_db, tmp_path: Path):
+    dag = dagbag.dags["stephint"]
+    conf = {"sources": ["synthetic_math:?count=12"], "release": "f", "seed": 2}
+    _run(dag, tmp_path / "ints", None, shard_size=5, max_generate_tasks=2, **conf)
+    _run(dag, tmp_path / "floats", None, shard_size=5.0, max_generate_tasks=2.0, **conf)
+    fingerprints = {
+        store.load_manifest(tmp_path / root / "stephint" / "f")["content_fingerprint"]
+        for root in ("ints", "floats")
+    }
+    assert len(fingerprints) == 1
