@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -28,14 +27,11 @@ from types import ModuleType
 
 import fsspec
 import pytest
-from release_helpers import stage
+from release_helpers import killed_store_build, store_build
 from testsupport import in_ci
 
 import corpusforge
 from corpusforge.generators import objstore, store
-from corpusforge.generators.faults import KILL_ENV
-from corpusforge.generators.pipeline import local_staging
-from corpusforge.generators.publish import PublishedRelease, publish_release
 from corpusforge.main import main
 
 
@@ -149,31 +145,8 @@ def root(endpoint: str, request: pytest.FixtureRequest) -> str:
     return f"gs://{name}/out"
 
 
-def build(root: str, release: str = "r1", **params) -> PublishedRelease:
-    """Stage, validate and publish a small StepHint release with the library calls of the DAG."""
-    from corpusforge.data_contracts import validate_staging
-
-    params.setdefault("sources", SOURCES)
-    params.setdefault("shard_size", 10)
-    staging = stage(root, release, **params)
-    with local_staging(staging) as local:
-        validate_staging(local)
-    return publish_release(staging)
-
-
-def _build_in_child(root: str, release: str, seed: int, kill_at: str) -> None:
-    os.environ[KILL_ENV] = kill_at
-    build(root, release, seed=seed)
-
-
-def killed_build(root: str, release: str, seed: int, kill_at: str) -> int | None:
-    """Run a build in a forked child that SIGKILLs itself at `kill_at`; return its exit code."""
-    child = multiprocessing.get_context("fork").Process(
-        target=_build_in_child, args=(root, release, seed, kill_at)
-    )
-    child.start()
-    child.join(timeout=300)
-    return child.exitcode
+build = store_build
+killed_build = killed_store_build
 
 
 def read_object(url: str) -> bytes:

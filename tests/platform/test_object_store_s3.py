@@ -11,22 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import multiprocessing
 import os
 import signal
 import socket
 from collections.abc import Iterator
 
 import pytest
-from release_helpers import stage
+from release_helpers import killed_store_build, store_build
 from upath import UPath
 
 import corpusforge
 from corpusforge.generators import store
 from corpusforge.generators.errors import ValidationFailed
-from corpusforge.generators.faults import KILL_ENV
 from corpusforge.generators.pipeline import local_staging
-from corpusforge.generators.publish import PublishedRelease, publish_release
 from corpusforge.generators.retention import prune
 from corpusforge.main import main
 
@@ -85,32 +82,15 @@ def root(endpoint: str, request: pytest.FixtureRequest) -> str:
     return f"s3://{name}/out"
 
 
-def build(root: str, release: str = "r1", **params) -> PublishedRelease:
-    """Stage, validate and publish a small StepHint release with the library calls of the DAG."""
-    from corpusforge.data_contracts import validate_staging
-
-    params.setdefault("sources", SOURCES)
-    params.setdefault("shard_size", 10)
-    staging = stage(root, release, **params)
-    with local_staging(staging) as local:
-        validate_staging(local)
-    return publish_release(staging)
-
-
-def _build_in_child(root: str, release: str, seed: int, kill_at: str) -> None:
-    os.environ[KILL_ENV] = kill_at
+def _clear_s3_clients() -> None:
     s3fs.S3FileSystem.clear_instance_cache()
-    build(root, release, seed=seed)
+
+
+build = store_build
 
 
 def killed_build(root: str, release: str, seed: int, kill_at: str) -> int | None:
-    """Run a build in a forked child that SIGKILLs itself at `kill_at`; return its exit code."""
-    child = multiprocessing.get_context("fork").Process(
-        target=_build_in_child, args=(root, release, seed, kill_at)
-    )
-    child.start()
-    child.join(timeout=300)
-    return child.exitcode
+    return killed_store_build(root, release, seed, kill_at, prepare=_clear_s3_clients)
 
 
 def read_object(url: str) -> bytes:
