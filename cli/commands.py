@@ -6,13 +6,14 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import random
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from corpusforge.generators import objstore, store
+from corpusforge.generators import layout, objstore, store
 from corpusforge.generators.errors import ConfigError
 from corpusforge.generators.pipeline import (
     BuildParams,
@@ -118,22 +119,51 @@ def _report(bar, done: int, total: int, rows: int) -> None:
 
 
 def _check_output_root(args: argparse.Namespace) -> None:
-    """Raise ConfigError when a local --output-root does not exist, which is usually a typo."""
+    """Raise ConfigError when --output-root is empty or is not a local root of releases.
+
+    A missing folder is usually a typo, and a folder that contains LATEST,
+    .releases or .staging directly is a dataset folder given in place of its parent.
+    """
+    if not str(args.output_root).strip():
+        raise ConfigError(
+            "the output root is empty; pass --output-root (or set $CORPUSFORGE_OUTPUT_ROOT) "
+            "with the folder or URL that the releases were built under"
+        )
     root = objstore.location(args.output_root)
-    if isinstance(root, Path) and not root.is_dir():
+    if not isinstance(root, Path):
+        return
+    if not root.exists():
         raise ConfigError(
             f"output root {root} does not exist; pass the --output-root (or set "
             "$CORPUSFORGE_OUTPUT_ROOT) that the releases were built under"
+        )
+    if not root.is_dir():
+        raise ConfigError(
+            f"output root {root} is a file, not a folder; pass the --output-root (or set "
+            "$CORPUSFORGE_OUTPUT_ROOT) that the releases were built under"
+        )
+    if (root / args.dataset).exists():
+        return
+    markers = [
+        name
+        for name in (layout.LATEST, layout.RELEASES_DIR, layout.STAGING_DIR)
+        if (root / name).exists()
+    ]
+    if markers:
+        raise ConfigError(
+            f"output root {root} looks like a dataset folder, because it contains "
+            f"{' and '.join(markers)}; pass its parent {root.absolute().parent} as --output-root"
         )
 
 
 def run_releases(args: argparse.Namespace) -> int:
     _check_output_root(args)
     releases = store.list_releases(args.output_root, args.dataset)
+    latest_problem = store.latest_problem(args.output_root, args.dataset, releases)
     if not releases:
         print(f"no releases of {args.dataset} under {args.output_root}")
-        return 0
-    print(f"{'release':<32} {'rows':>10}  {'ordered at':<32} fingerprint")
+    else:
+        print(f"{'release':<32} {'rows':>10}  {'ordered at':<32} fingerprint")
     damaged = 0
     for info in releases:
         mark = "  (LATEST)" if info.latest else ""
@@ -145,13 +175,14 @@ def run_releases(args: argparse.Namespace) -> int:
             f"{info.release:<32} {info.num_rows:>10}  {info.ordered_at:<32} "
             f"{info.content_fingerprint[:16]}{mark}"
         )
+    if latest_problem:
+        print(f"{layout.LATEST:<32} FAILED {latest_problem}")
     if damaged:
         print(
             f"{damaged} damaged release(s) of {args.dataset}: run `corpusforge verify` on them, "
             "then build them again or remove them"
         )
-        return 1
-    return 0
+    return 1 if damaged or latest_problem else 0
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -197,7 +228,7 @@ def run_verify(args: argparse.Namespace) -> int:
         path = store.release_dir(args.output_root, args.dataset, args.release)
         check = store.check_release(path)
         manifest = store.load_manifest(path)
-    except store.DamagedReleaseError as error:
+    except (store.DamagedReleaseError, store.MissingLatestError) as error:
         print(f"FAILED {error}")
         print(f"1 problem(s) in {args.dataset} release {args.release or 'LATEST'}")
         return 1
@@ -254,34 +285,60 @@ def run_export(args: argparse.Namespace) -> int:
     _check_output_root(args)
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file; give a folder, new or existing")
-    if args.format == "med-mim-json":
-        if args.dataset != "med_mim":
-            raise ConfigError(
-                f"--format med-mim-json exports the med_mim dataset, not {args.dataset}"
-            )
-        from corpusforge.generators.med_mim.export import export_med_mim_json
-
-        path = store.release_dir(args.output_root, args.dataset, args.release)
-        with store.local_release(path) as local:
-            print(json.dumps(export_med_mim_json(local, args.out), indent=2))
-        return 0
-    if args.dataset != "stephint":
+    if args.format == "med-mim-json" and args.dataset != "med_mim":
+        raise ConfigError(f"--format med-mim-json exports the med_mim dataset, not {args.dataset}")
+    if args.format == "verl" and args.dataset != "stephint":
         raise ConfigError(
             f"--format {args.format} exports the stephint dataset, not {args.dataset}"
         )
+    path = store.release_dir(args.output_root, args.dataset, args.release)
+    # Created after the release is found, so that a wrong release leaves no empty folder.
+    _make_out_folder(args.out)
+    if args.format == "med-mim-json":
+        from corpusforge.generators.med_mim.export import export_med_mim_json
+
+        with store.local_release(path) as local:
+            print(json.dumps(export_med_mim_json(local, args.out), indent=2))
+        return 0
     from corpusforge.generators.stephint.verl import export_verl
 
-    path = store.release_dir(args.output_root, args.dataset, args.release)
     with store.local_release(path) as local:
         result = export_verl(local, args.out, include_answer_hints=args.include_answer_hints)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
+def _make_out_folder(out: Path) -> None:
+    """Create the --out folder, or raise ConfigError naming the path that prevents it."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(
+            f"--out {out}: {existing} is a file, not a folder; give a folder whose parents "
+            "are folders"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--out {out}: cannot create the folder ({error.strerror}); give a folder that "
+            "you can write to, new or existing"
+        ) from error
+    if not os.access(out, os.W_OK):
+        raise ConfigError(
+            f"--out {out}: the folder is not writable; give a folder that you can write to, "
+            "new or existing"
+        )
+
+
 def run_score(args: argparse.Namespace) -> int:
     from corpusforge.generators.mllmu_med.scoring import read_predictions, score_release
 
     _check_output_root(args)
+    _check_predictions(args.predictions)
+    if args.out is not None:
+        _check_report_file(args.out)
     path = store.release_dir(args.output_root, args.dataset, args.release)
     with store.local_release(path) as local:
         report = score_release(local, read_predictions(args.predictions), args.config, args.ues)
@@ -290,3 +347,30 @@ def run_score(args: argparse.Namespace) -> int:
         args.out.write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0
+
+
+def _check_predictions(path: Path) -> None:
+    """Raise ConfigError when the predictions file is empty or contains only whitespace.
+
+    The JSON parser would report such a file as invalid JSON at line 1.
+    """
+    if path.is_file() and not path.read_bytes().strip():
+        raise ConfigError(
+            f"predictions file {path} is empty; write a JSON object of record id to answer, "
+            "or JSONL with 'id' and 'prediction' per line"
+        )
+
+
+def _check_report_file(out: Path) -> None:
+    """Raise ConfigError before scoring when the --out report file cannot be written."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the path of the JSON report file")
+    if not out.parent.is_dir():
+        raise ConfigError(
+            f"--out {out}: the folder {out.parent} does not exist; create it first or give "
+            "another report file"
+        )
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(
+            f"--out {out}: the folder {out.parent} is not writable; give another report file"
+        )

@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
             "recompute the manifest's content_fingerprint. A manifest written before "
             "corpusforge stored the checksums of the other files gets the shard checks only, "
             "and the files it cannot check are listed. Exit 0 when the release is intact, "
-            "1 on a problem or a missing or invalid manifest.json."
+            "1 on a problem, on a missing or invalid manifest.json, or when LATEST names a "
+            "release that is not published."
         ),
     )
     verify.add_argument("dataset")
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except CorpusforgeError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _exit_code(error)
     except KeyboardInterrupt:
         print("interrupted; the previous release is unchanged", file=sys.stderr)
         return 130
@@ -240,7 +241,38 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(
-            f"error: {type(error).__name__}: {error}. Run again with -v for the traceback.",
+            f"error: {type(error).__name__}: {error}. {_store_hint(error)}"
+            "Run again with -v for the traceback.",
             file=sys.stderr,
         )
         return 1
+
+
+def _exit_code(error: CorpusforgeError) -> int:
+    """Return 1 for a damaged release or LATEST file, and 2 for bad input."""
+    from corpusforge.generators.store import DamagedReleaseError, MissingLatestError
+
+    return 1 if isinstance(error, DamagedReleaseError | MissingLatestError) else 2
+
+
+def _store_hint(error: BaseException) -> str:
+    """Return where S3 credentials come from when botocore's NoCredentialsError caused `error`."""
+    try:
+        from botocore.exceptions import NoCredentialsError
+    except ImportError:
+        return ""
+    seen = set()
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, NoCredentialsError):
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+        if cause is not None and id(cause) in seen:
+            cause = None
+    if cause is None:
+        return ""
+    return (
+        "The S3 driver (s3fs) found no credentials: set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials, and "
+        "AWS_ENDPOINT_URL_S3 for an S3-compatible server other than AWS; see "
+        '"Object storage" in the README. '
+    )

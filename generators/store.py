@@ -27,6 +27,10 @@ class DamagedReleaseError(CorpusforgeError):
     """A published release whose manifest.json is missing or is not a JSON object."""
 
 
+class MissingLatestError(CorpusforgeError):
+    """A LATEST file that names a release which is not published."""
+
+
 @dataclass(frozen=True)
 class ReleaseInfo:
     """One published release; a damaged release has `problem` set and its other fields empty."""
@@ -99,10 +103,14 @@ def release_dir(output_root: str | Path, dataset: str, release: str | None) -> P
     """Return the folder of `release`, or of LATEST when `release` is None or 'LATEST'.
 
     On an object store this is the attempt folder that the release's pointer names.
+    Raise DamagedReleaseError when the release exists but its manifest.json does
+    not, MissingLatestError when LATEST names a release that is not published,
+    and ConfigError when `release` is not published.
     """
     root = layout.dataset_dir(output_root, dataset)
+    latest = read_latest(root)
     if release in (None, layout.LATEST):
-        release = read_latest(root)
+        release = latest
         if release is None:
             raise ConfigError(f"{root} has no LATEST release: publish one first")
     if isinstance(root, UPath):
@@ -116,6 +124,9 @@ def release_dir(output_root: str | Path, dataset: str, release: str | None) -> P
     else:
         path = root / release
         found = (path / "manifest.json").exists()
+        if not found and path.is_symlink() and path.is_dir():
+            # The link and its attempt folder exist, so only the manifest is gone.
+            raise DamagedReleaseError(_missing_manifest_message(path / "manifest.json"))
         if not found and path.is_symlink():
             raise DamagedReleaseError(
                 f"{path}/manifest.json: missing, because the link {path} points to "
@@ -123,9 +134,38 @@ def release_dir(output_root: str | Path, dataset: str, release: str | None) -> P
                 "remove the link"
             )
     if not found:
-        known = ", ".join(info.release for info in list_releases(output_root, dataset)) or "none"
-        raise ConfigError(f"release {release!r} not found under {root}; published: {known}")
+        known = [info.release for info in list_releases(output_root, dataset)]
+        if release == latest:
+            raise MissingLatestError(_missing_latest_message(root, release, known))
+        raise ConfigError(
+            f"release {release!r} not found under {root}; published: {', '.join(known) or 'none'}"
+        )
     return path
+
+
+def latest_problem(output_root: str | Path, dataset: str, releases: list[ReleaseInfo]) -> str:
+    """Return a message when LATEST names a release that is not in `releases`, else ''.
+
+    `releases` is the output of `list_releases` for the same dataset.
+    """
+    root = layout.dataset_dir(output_root, dataset)
+    latest = read_latest(root)
+    known = [info.release for info in releases]
+    if latest is None or latest in known:
+        return ""
+    return _missing_latest_message(root, latest, known)
+
+
+def _missing_latest_message(root: Path | UPath, release: str, known: list[str]) -> str:
+    return (
+        f"{root}/{layout.LATEST} names release {release!r}, which is not published "
+        f"(published: {', '.join(known) or 'none'}); build that release again, or write "
+        f"the name of a published release into {root}/{layout.LATEST}"
+    )
+
+
+def _missing_manifest_message(file: Path | UPath) -> str:
+    return f"{file}: missing, so the release is damaged; build it again or remove it"
 
 
 def _resolve_remote(root: UPath, release: str) -> UPath | None:
@@ -151,9 +191,7 @@ def load_manifest(path: Path | UPath) -> dict[str, Any]:
         else:
             manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise DamagedReleaseError(
-            f"{file}: missing, so the release is damaged; build it again or remove it"
-        ) from error
+        raise DamagedReleaseError(_missing_manifest_message(file)) from error
     except ValueError as error:
         raise DamagedReleaseError(
             f"{file}: invalid JSON ({error}), so the release is damaged; build it again or "
