@@ -267,11 +267,15 @@ at a given position, with the other images as distractors).
         revised = revise_items(composer, ctx.shard.units, formats)
         facts: dict[str, ImageFacts] = {}
         for unit in ctx.shard.units:
-            kind = unit["type"]
-            if kind == "facts":
+            if unit["type"] == "facts":
                 facts.update(
                     (key, ImageFacts.from_json(value)) for key, value in unit["images"].items()
                 )
+        renderer.prepare_phantoms(facts.values())
+        for unit in ctx.shard.units:
+            kind = unit["type"]
+            if kind == "facts":
+                continue
             elif kind == "rejected":
                 yield Rejected(**{key: value for key, value in unit.items() if key != "type"})
             elif kind == "item":
