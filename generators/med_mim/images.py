@@ -25,6 +25,7 @@ from corpusforge.generators.imaging.io import content_hash, encode_png, image_ce
 from corpusforge.generators.imaging.io import phash as perceptual_hash
 from corpusforge.generators.imaging.phantom import (
     PhantomSpec,
+    clear_layers_cache,
     draw_phantom,
     progress_series,
     random_anatomy,
@@ -162,15 +163,24 @@ class ImageRenderer:
         draws the layers once, and the questions find the images prepared. It
         stops at half the cache budget, so prepared images are not evicted
         before their questions come. The pixels do not depend on the order.
+
+        Each patient's layers are dropped once its images are prepared, so the
+        layer cache holds one patient here, and a worker's memory does not grow
+        with the number of patients in the release.
         """
         phantoms = sorted(
             (image for image in images if image.locator["kind"] == "phantom"),
             key=lambda image: (image.source, image.locator["patient"], image.locator["visit"]),
         )
         prepared = 0
+        previous = None
         for image in phantoms:
             if self._cached_bytes > CACHE_BYTES // 2:
                 break
+            patient = (image.source, image.locator["patient"])
+            if patient != previous:
+                clear_layers_cache()
+                previous = patient
             self.prepare(image)
             prepared += 1
         return prepared

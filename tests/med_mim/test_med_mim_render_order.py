@@ -58,6 +58,14 @@ def test_each_patient_layers_are_drawn_once(tmp_path: Path, monkeypatch):
     assert len(draws) == len(set(draws))
 
 
+def test_layer_cache_keeps_one_patient(tmp_path: Path):
+    staging = _stage(tmp_path / "one-patient")
+    _train_part(staging)
+    one_patient = 2 * 192 * 192 * 8  # tissue and texture, float64, at the default 192 px
+    # With the 64 MB budget, question order would leave every patient of the shard cached.
+    assert 0 < phantom.layers_cache_bytes() <= one_patient
+
+
 def test_question_order_draws_layers_again_and_gives_the_same_bytes(tmp_path: Path, monkeypatch):
     sorted_part = _train_part(_stage(tmp_path / "sorted"))
     staging = _stage(tmp_path / "question-order")
