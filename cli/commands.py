@@ -42,6 +42,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"invalid --workers {args.workers}: use 1 or more processes")
+    _check_output_root(args, building=True)
     now = dt.datetime.now(dt.UTC)
     params = BuildParams(
         dataset=args.dataset,
@@ -118,29 +119,33 @@ def _report(bar, done: int, total: int, rows: int) -> None:
         log.info("generated shard %d of %d (%d rows so far)", done, total, rows)
 
 
-def _check_output_root(args: argparse.Namespace) -> None:
+def _check_output_root(args: argparse.Namespace, building: bool = False) -> None:
     """Raise ConfigError when --output-root is empty or is not a local root of releases.
 
     A missing folder is usually a typo, and a folder that contains LATEST,
     .releases or .staging directly is a dataset folder given in place of its parent.
+    `build` creates a missing root, so with `building` only the other checks apply.
     """
+    meant = "to publish under" if building else "that the releases were built under"
     if not str(args.output_root).strip():
         raise ConfigError(
             "the output root is empty; pass --output-root (or set $CORPUSFORGE_OUTPUT_ROOT) "
-            "with the folder or URL that the releases were built under"
+            f"with the folder or URL {meant}"
         )
     root = objstore.location(args.output_root)
     if not isinstance(root, Path):
         return
     if not root.exists():
+        if building:
+            return
         raise ConfigError(
             f"output root {root} does not exist; pass the --output-root (or set "
-            "$CORPUSFORGE_OUTPUT_ROOT) that the releases were built under"
+            f"$CORPUSFORGE_OUTPUT_ROOT) {meant}"
         )
     if not root.is_dir():
         raise ConfigError(
             f"output root {root} is a file, not a folder; pass the --output-root (or set "
-            "$CORPUSFORGE_OUTPUT_ROOT) that the releases were built under"
+            f"$CORPUSFORGE_OUTPUT_ROOT) {meant}"
         )
     if (root / args.dataset).exists():
         return

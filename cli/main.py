@@ -13,7 +13,8 @@ from corpusforge.generators.errors import CorpusforgeError
 
 log = logging.getLogger("corpusforge.main")
 
-DEFAULT_OUTPUT_ROOT = os.environ.get("CORPUSFORGE_OUTPUT_ROOT", "published")
+# An empty $CORPUSFORGE_OUTPUT_ROOT counts as unset, as it does for the DAGs.
+DEFAULT_OUTPUT_ROOT = os.environ.get("CORPUSFORGE_OUTPUT_ROOT") or "published"
 
 
 def _option(text: str) -> tuple[str, object]:

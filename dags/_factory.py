@@ -211,7 +211,8 @@ def run_params(
             close = difflib.get_close_matches(name, list(declared), n=1)
             hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ConfigError(
-            f"unknown parameter {', '.join(hints)} in the run's conf; this DAG's parameters "
+            f"unknown parameter{'s' if len(hints) > 1 else ''} {', '.join(hints)} in the "
+            "run's conf; this DAG's parameters "
             f"are {', '.join(sorted(declared))}"
         )
     values = dict(params)
@@ -299,11 +300,11 @@ def on_task_failure(context: dict[str, Any]) -> None:
     """
     report = failure_report(context)
     log.error(
-        "task %s of run %s failed (try %s): shard %s, reason %s, staging folder %s",
+        "task %s of run %s failed (try %s): %s, reason %s, staging folder %s",
         report["task_id"],
         report["run_id"],
         report["try_number"],
-        report["shard"] or "none",
+        f"shard {report['shard']}" if report["shard"] else "no shard",
         report["reason"],
         report["staging"] or "not created yet",
     )

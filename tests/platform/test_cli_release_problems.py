@@ -404,3 +404,43 @@ def test_card_loads_with_datasets(published: Path, tmp_path: Path):
         assert loaded[name].num_rows == split["num_examples"]
         # `datasets` measures the split again as it writes its Arrow cache.
         assert loaded[name].info.splits[name].num_bytes == split["num_bytes"]
+
+
+def _build(capsys, output_root: str) -> tuple[int, str, str]:
+    source = "synthetic_math:?count=5"
+    return _run(
+        capsys, "build", "stephint", "--release", "b1", "--source", source,
+        "--output-root", output_root,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_build_rejects_empty_output_root(tmp_path: Path, capsys, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    code, _, error = _build(capsys, value)
+    assert code == 2
+    assert "the output root is empty" in error and "to publish under" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_rejects_file_as_output_root(tmp_path: Path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    code, _, error = _build(capsys, str(target))
+    assert code == 2
+    assert f"output root {target} is a file, not a folder" in error
+    assert "NotADirectoryError" not in error
+
+
+def test_build_rejects_dataset_folder_as_output_root(root: Path, capsys):
+    dataset_folder = root / "stephint"
+    code, _, error = _build(capsys, str(dataset_folder))
+    assert code == 2
+    assert f"pass its parent {dataset_folder.absolute().parent} as --output-root" in error
+    assert not (dataset_folder / "stephint").exists()
+
+
+def test_build_creates_a_missing_output_root(tmp_path: Path, capsys):
+    code, _, _ = _build(capsys, str(tmp_path / "new" / "root"))
+    assert code == 0
+    assert (tmp_path / "new" / "root" / "stephint" / "b1" / "manifest.json").is_file()
