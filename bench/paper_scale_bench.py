@@ -76,12 +76,11 @@ PARTS = ("library", "airflow", "memory")
 # StepHint: 46K synthetic chains. MLLMU-Med: the embedded default.
 #
 # Shard sizes and tasks: every mapped task costs Airflow about a second that the
-# library does not pay (task start, DAG file parse, API calls, the scheduler's
-# delay before the next task), measured on the 2-core machine of the README's
-# "Paper scale through Airflow" section, while generation costs 0.17 to 0.34 ms
-# of CPU per row there. So the Airflow runs set `max_generate_tasks` to
-# AIRFLOW_PARALLELISM: each run has two generate tasks, whatever its shards,
-# balanced by planned work.
+# library does not pay: task start, DAG file parse, API calls, and the
+# scheduler's delay before the next task. Generation costs 0.4 to 0.9 ms of CPU
+# per row on the 2-core machine of bench/README.md, "Paper scale through
+# Airflow". So the Airflow runs set `max_generate_tasks` to AIRFLOW_PARALLELISM:
+# each run has two generate tasks, whatever its shards, balanced by planned work.
 # Med-MIM: the train split's first half holds most temporal questions and its
 # second half most co-reference questions, which cost about 1.5 times as much
 # to render. Shards of a quarter of the train split (18,150) let both tasks, and

@@ -361,7 +361,8 @@ def _check_predictions(path: Path) -> None:
     """
     if path.is_file() and not path.read_bytes().strip():
         raise ConfigError(
-            f"predictions file {path} is empty; write a JSON object of record id to answer, "
+            f"predictions file {path} is empty; write a JSON object that maps each record id "
+            "to its predicted answer, "
             "or JSONL with 'id' and 'prediction' per line"
         )
 

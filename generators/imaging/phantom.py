@@ -83,9 +83,9 @@ MAX_SIZE = 4096
 # used first out. A patient's layers are two float64 arrays of size x size: 0.6 MB
 # at 192 pixels, so the budget keeps about 100 patients, and 17 MB at 1,024. The
 # newest entry stays even when it alone is larger. The MLLMU-Med builder calls
-# `clear_layers_cache` at the start of each shard, and Med-MIM draws a shard's
+# `clear_layers_cache` at the start of each shard. Med-MIM draws a shard's
 # phantoms patient by patient and clears the cache between patients
-# (`ImageRenderer.prepare_phantoms`), so a worker's cache does not grow with the
+# (`ImageRenderer.prepare_phantoms`). So a worker's cache does not grow with the
 # number of patients in a release.
 LAYERS_CACHE_BYTES = 64 * 1024 * 1024
 _LAYERS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()

@@ -66,7 +66,7 @@ def test_layer_cache_keeps_one_patient(tmp_path: Path):
     assert 0 < phantom.layers_cache_bytes() <= one_patient
 
 
-def test_question_order_draws_layers_again_and_gives_the_same_bytes(tmp_path: Path, monkeypatch):
+def test_question_order_same_bytes(tmp_path: Path, monkeypatch):
     sorted_part = _train_part(_stage(tmp_path / "sorted"))
     staging = _stage(tmp_path / "question-order")
     draws = _count_layer_draws(monkeypatch)

@@ -419,7 +419,8 @@ def test_build_rejects_empty_output_root(tmp_path: Path, capsys, monkeypatch, va
     monkeypatch.chdir(tmp_path)
     code, _, error = _build(capsys, value)
     assert code == 2
-    assert "the output root is empty" in error and "to publish under" in error
+    assert "the output root is empty" in error
+    assert "to publish under" in error
     assert list(tmp_path.iterdir()) == []
 
 
